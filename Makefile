@@ -1,0 +1,29 @@
+# Set-up is part of every target: a fresh clone needs only `make demo` or `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+PY := $(VENV)/bin/python
+OUTDIR ?= demo-output
+
+.PHONY: setup demo test clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	$(PY) -m fastpercept weights
+	$(PY) -m fastpercept stylize src/fastpercept/assets/example.jpg -o $(OUTDIR)/example-stylized.jpg
+	$(PY) -m fastpercept upscale src/fastpercept/assets/example-lr.png -o $(OUTDIR)/example-x4.png
+	@echo "demo outputs: $(OUTDIR)/example-stylized.jpg $(OUTDIR)/example-x4.png"
+
+test: setup
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) $(OUTDIR) build *.egg-info src/*.egg-info

@@ -1,0 +1,1 @@
+"""Image transformation networks, one architecture per module."""

@@ -1,0 +1,75 @@
+"""The style transfer network of Johnson et al. (2016), supplementary Table 1.
+
+c9s1-32, d64, d128, R128 x5, u64, u32, c9s1-3 — with reflection padding, instance norm by
+default (batch norm as in the paper on request) and nearest+conv upsampling by default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .blocks import ConvLayer, ConvNormReLU, ResidualBlock, Upsample2x
+
+
+@dataclass(frozen=True)
+class StyleNetConfig:
+    """Architecture of a :class:`StyleNet`.
+
+    ``full`` is the paper's network (32/64/128 channels); ``half`` halves every width for
+    real-time use.
+    """
+
+    arch: str = "full"
+    norm: str = "instance"
+    upsample: str = "nearest"
+    residual_blocks: int = 5
+
+    @property
+    def width(self) -> int:
+        if self.arch == "full":
+            return 32
+        if self.arch == "half":
+            return 16
+        raise ValueError(f"arch must be 'full' or 'half', not {self.arch!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class StyleNet(nn.Module):
+    """Image transformation network for fast style transfer.
+
+    Input: RGB (N, 3, H, W) in [0, 1], any H and W (odd sizes too).
+    Output: RGB (N, 3, H, W) in [0, 1] (a scaled tanh, as in the paper).
+    """
+
+    def __init__(self, config: StyleNetConfig = StyleNetConfig()) -> None:
+        super().__init__()
+        self.config = config
+        w, norm = config.width, config.norm
+        self.encoder = nn.Sequential(
+            ConvNormReLU(3, w, 9, 1, norm),
+            ConvNormReLU(w, 2 * w, 3, 2, norm),
+            ConvNormReLU(2 * w, 4 * w, 3, 2, norm),
+        )
+        self.residuals = nn.Sequential(*[ResidualBlock(4 * w, norm) for _ in range(config.residual_blocks)])
+        self.decoder = nn.Sequential(
+            Upsample2x(4 * w, 2 * w, config.upsample, norm),
+            Upsample2x(2 * w, w, config.upsample, norm),
+            ConvLayer(w, 3, 9),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        # Two stride-2 stages: pad to a multiple of 4 (reflect), crop back afterwards, so any
+        # size maps to the same size.
+        ph, pw = (-h) % 4, (-w) % 4
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph), mode="reflect" if min(h, w) > max(ph, pw) else "replicate")
+        y = self.decoder(self.residuals(self.encoder(x)))
+        y = (torch.tanh(y) + 1) / 2
+        return y[..., :h, :w]
