@@ -110,7 +110,8 @@ class StyleObjective:
         w = self.weights
         feats = self.vgg(output, self.layers)
         content = feature_reconstruction_loss(feats[w.content_layer], content_feat)
-        style = sum(style_reconstruction_loss(gram_matrix(feats[k]), self.style_grams[k]) for k in w.style_layers)
+        style = sum(style_reconstruction_loss(gram_matrix(feats[k]), self.style_grams[k].to(feats[k].device))
+                    for k in w.style_layers)
         tv = total_variation_loss(output)
         total = w.content_weight * content + w.style_weight * style + w.tv_weight * tv
         return {"content": content, "style": style, "tv": tv, "total": total}

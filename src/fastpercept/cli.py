@@ -1,0 +1,269 @@
+"""Command line: ``fastpercept <command>`` (a thin layer over the library).
+
+Exit codes: 0 success; 2 bad usage or bad input (one line on stderr, no traceback); 1 an
+internal error. Batches go on past a bad file, report it, and exit 2 at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+from tqdm import tqdm
+
+from . import __version__
+from .errors import UserError
+
+log = logging.getLogger("fastpercept")
+
+
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(t.strip() for t in text.split(",") if t.strip())
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(t) for t in _csv(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _unit(text: str) -> float:
+    v = float(text)
+    if not 0.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return v
+
+
+def _positive(text: str) -> int:
+    v = int(text)
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return v
+
+
+def _add_runtime(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+
+
+def _add_objective(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--content-weight", type=float, default=1.0)
+    p.add_argument("--style-weight", type=float, default=5.0)
+    p.add_argument("--tv-weight", type=float, default=1e-6)
+    p.add_argument("--content-layer", default="relu2_2")
+    p.add_argument("--style-layers", type=_csv, default=("relu1_2", "relu2_2", "relu3_3", "relu4_3"))
+    p.add_argument("--style-size", type=_positive, default=256, help="longest side of the style image (px)")
+    p.add_argument("--vgg-weights", default=None, help="VGG-16 weights file (else resolved per `fastpercept weights`)")
+
+
+def _add_training(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, help="folder tree of training photos")
+    p.add_argument("-o", "--output", required=True, help="MODEL.safetensors")
+    p.add_argument("--iters", type=_positive, default=40000)
+    p.add_argument("--batch-size", type=_positive, default=4)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--checkpoint-every", type=_positive, default=500)
+    p.add_argument("--checkpoint-dir", default=None, help="default: MODEL.ckpt beside the output")
+    p.add_argument("--resume", action="store_true", help="continue from the newest good checkpoint")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=0, help="data loader processes")
+    p.add_argument("--log-every", type=_positive, default=50, help="steps between CSV rows")
+    _add_runtime(p)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fastpercept", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"fastpercept {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("stylize", help="stylize images or folders with a trained style")
+    p.add_argument("inputs", nargs="+", metavar="INPUT")
+    p.add_argument("--style", default=None, help="shipped style name or model file (default: mosaic)")
+    p.add_argument("-o", "--output", default=None, help="output file (one input) or folder")
+    p.add_argument("--max-size", type=_positive, default=None, help="downscale inputs to this longest side")
+    p.add_argument("--strength", type=_unit, default=1.0, help="0 = input, 1 = full style")
+    p.add_argument("--preserve-color", action="store_true", help="keep the input's colours")
+    p.add_argument("--tile", type=_positive, default=None, help="process in tiles of this many pixels")
+    _add_runtime(p)
+
+    p = sub.add_parser("upscale", help="super-resolve images x4 or x8")
+    p.add_argument("inputs", nargs="+", metavar="INPUT")
+    p.add_argument("--model", default="x4")
+    p.add_argument("-o", "--output", default=None)
+    p.add_argument("--max-size", type=_positive, default=None)
+    p.add_argument("--tile", type=_positive, default=None)
+    _add_runtime(p)
+
+    train = sub.add_parser("train", help="train a style or super-resolution network")
+    tsub = train.add_subparsers(dest="task", required=True)
+    p = tsub.add_parser("style", help="train a style transfer network on a folder of photos")
+    _add_training(p)
+    p.add_argument("--style-image", required=True)
+    p.add_argument("--image-size", type=_positive, default=256)
+    _add_objective(p)
+    p.add_argument("--init-from", default=None, help="fine-tune from an existing style model")
+    p.add_argument("--arch", default="full", choices=["full", "half"])
+    p.add_argument("--norm", default="instance", choices=["instance", "batch"])
+    p.add_argument("--upsample", default="nearest", choices=["nearest", "deconv"])
+
+    p = sub.add_parser("optimize", help="the Gatys et al. optimization baseline on the same objective")
+    p.add_argument("--content", required=True)
+    p.add_argument("--style", required=True, help="style image")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--iters", type=_positive, default=500)
+    p.add_argument("--optimizer", default="lbfgs", choices=["lbfgs", "adam"])
+    p.add_argument("--init", default="noise", choices=["noise", "content"])
+    p.add_argument("--size", type=_positive, default=256, help="longest side of the content image")
+    p.add_argument("--lr", type=float, default=None, help="Adam step size (default 0.02) or L-BFGS lr (default 1)")
+    p.add_argument("--seed", type=int, default=0)
+    _add_objective(p)
+    _add_runtime(p)
+
+    ev = sub.add_parser("eval", help="measure a model")
+    esub = ev.add_subparsers(dest="task", required=True)
+    p = esub.add_parser("style", help="objective terms of a style model's outputs (vs optimization)")
+    p.add_argument("--model", required=True)
+    p.add_argument("--content", required=True, help="folder of content photos")
+    p.add_argument("--size", type=_positive, default=256)
+    p.add_argument("--vs-optimize", type=_ints, default=[], help="L-BFGS iteration counts to compare with")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--vgg-weights", default=None)
+    _add_runtime(p)
+
+    p = sub.add_parser("models", help="list shipped models")
+    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("info", help="show a model's card")
+    p.add_argument("model")
+    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("weights", help="where the VGG-16 and LPIPS weights come from (fetches them)")
+    p.add_argument("--vgg-weights", default=None)
+    p.add_argument("--json", action="store_true")
+    return parser
+
+
+def _print_json(doc) -> None:
+    sys.stdout.write(json.dumps(doc, indent=2, sort_keys=False) + "\n")
+
+
+def _batch(pairs: Sequence[tuple[Path, Path]], work: Callable[[Path, Path], None], what: str) -> int:
+    """Run ``work`` on every (input, output) pair; report bad files and go on."""
+    failed = 0
+    for src, dst in tqdm(pairs, desc=what, unit="img", disable=not sys.stderr.isatty() or len(pairs) < 2, file=sys.stderr):
+        try:
+            work(src, dst)
+        except UserError as e:
+            failed += 1
+            tqdm.write(f"fastpercept: error: {e}", file=sys.stderr)
+            continue
+        print(dst)
+    if failed:
+        raise UserError(f"{failed} of {len(pairs)} input(s) failed")
+    return 0
+
+
+def cmd_stylize(a: argparse.Namespace) -> int:
+    from .api import DEFAULT_STYLE, stylize
+    from .images import plan_outputs
+
+    style = a.style or DEFAULT_STYLE
+    pairs = plan_outputs(a.inputs, a.output, suffix=Path(str(style)).stem)
+    return _batch(pairs, lambda s, d: stylize(s, style, strength=a.strength, preserve_color=a.preserve_color,
+                                              tile=a.tile, max_size=a.max_size, device=a.device,
+                                              precision=a.precision, output=d), "stylize")
+
+
+def cmd_upscale(a: argparse.Namespace) -> int:
+    from .api import upscale
+    from .images import plan_outputs
+
+    pairs = plan_outputs(a.inputs, a.output, suffix=Path(str(a.model)).stem, default_ext=".png")
+    return _batch(pairs, lambda s, d: upscale(s, a.model, tile=a.tile, max_size=a.max_size, device=a.device,
+                                              precision=a.precision, output=d), "upscale")
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    from . import train
+
+    if a.task == "style":
+        cfg = train.StyleConfig(
+            data=a.data, output=a.output, iters=a.iters, batch_size=a.batch_size, lr=a.lr,
+            checkpoint_every=a.checkpoint_every, checkpoint_dir=a.checkpoint_dir, resume=a.resume, seed=a.seed,
+            device=a.device, precision=a.precision, workers=a.workers, log_every=a.log_every,
+            vgg_weights=a.vgg_weights, style_image=a.style_image, image_size=a.image_size, style_size=a.style_size,
+            content_weight=a.content_weight, style_weight=a.style_weight, tv_weight=a.tv_weight,
+            content_layer=a.content_layer, style_layers=tuple(a.style_layers), arch=a.arch, norm=a.norm,
+            upsample=a.upsample, init_from=a.init_from)
+        train.train_style(cfg)
+    print(a.output)
+    return 0
+
+
+def cmd_models(a: argparse.Namespace) -> int:
+    from .models import shipped_models
+
+    models = shipped_models()
+    if a.json:
+        _print_json(models)
+        return 0
+    if not models:
+        print("no models shipped")
+    for m in models:
+        c = m["card"]
+        detail = c.get("style_image") if m["task"] == "style" else f"x{c.get('scale')} {c.get('loss')} loss"
+        print(f"{m['name']:<20} {m['task']:<6} {detail:<28} {c.get('iterations', '?')} iterations")
+    return 0
+
+
+def cmd_info(a: argparse.Namespace) -> int:
+    from .models import read_card, resolve_model_path
+
+    card = read_card(resolve_model_path(a.model))
+    if a.json:
+        _print_json(card)
+    else:
+        for k, v in card.items():
+            print(f"{k:<16} {v}")
+    return 0
+
+
+def cmd_weights(a: argparse.Namespace) -> int:
+    from .weights import resolve_lpips, resolve_vgg16
+
+    vgg = resolve_vgg16(a.vgg_weights)
+    _, _, lpips_path = resolve_lpips("alex")
+    doc = {"vgg16": {"source": vgg.source, "path": vgg.path, "sha256": vgg.sha256},
+           "lpips_alex": {"path": lpips_path}}
+    if a.json:
+        _print_json(doc)
+    else:
+        print(f"vgg16   {vgg.source}: {vgg.path}\n        sha256 {vgg.sha256}")
+        print(f"lpips   {lpips_path}")
+    return 0
+
+
+COMMANDS = {"stylize": cmd_stylize, "upscale": cmd_upscale, "train": cmd_train, "models": cmd_models,
+            "info": cmd_info, "weights": cmd_weights}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    a = parser.parse_args(argv)  # bad usage: argparse prints one line of error and exits 2
+    logging.basicConfig(level=logging.DEBUG if a.verbose else logging.INFO, format="%(message)s", stream=sys.stderr)
+    try:
+        return COMMANDS[a.command](a)
+    except UserError as e:
+        print(f"fastpercept: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("fastpercept: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

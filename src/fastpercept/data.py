@@ -1,0 +1,110 @@
+"""Training data: random crops from a folder tree of photos, reproducible per sample.
+
+Every sample is addressed by its *global index* (``step * batch_size + k``). The file it comes
+from and its crop are functions of ``(seed, global index)`` alone, so a resumed run sees exactly
+the data an uninterrupted one would, with any number of loader workers.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch.utils.data import Dataset
+
+from .errors import UserError
+from .images import list_images, load_image
+
+log = logging.getLogger(__name__)
+
+
+def scan_image_files(root: str | Path) -> tuple[list[Path], int]:
+    """Image files under ``root`` whose headers Pillow can read; returns ``(files, skipped)``."""
+    files, skipped = [], 0
+    for path in list_images([root]):
+        try:
+            with Image.open(path) as im:
+                im.verify()
+            files.append(path)
+        except Exception:
+            skipped += 1
+    if not files:
+        raise UserError(f"{root}: no readable training images")
+    return files, skipped
+
+
+def _resize_shorter(img: torch.Tensor, shorter: int) -> torch.Tensor:
+    h, w = img.shape[-2:]
+    scale = shorter / min(h, w)
+    size = (max(shorter, round(h * scale)), max(shorter, round(w * scale)))
+    return F.interpolate(img, size=size, mode="bilinear", antialias=True, align_corners=False)
+
+
+class RandomCrops(Dataset):
+    """Square crops for style training: shorter side resized to ``U[size, 1.25 size]``, a random
+    ``size`` x ``size`` crop, a random horizontal flip.
+
+    ``dataset[i]`` is the (3, size, size) float32 tensor in [0, 1] for global sample index ``i``
+    (any non-negative int; epochs are successive seeded permutations of the files).
+    """
+
+    def __init__(self, files: Sequence[Path], size: int, seed: int,
+                 transform: Callable[[torch.Tensor, np.random.Generator], torch.Tensor] | None = None) -> None:
+        self.files = list(files)
+        self.size = size
+        self.seed = seed
+        self.transform = transform or self.random_crop
+        self.failed: set[Path] = set()
+
+    def __len__(self) -> int:  # nominal; indices past it wrap into later epochs
+        return len(self.files)
+
+    def _file_for(self, index: int) -> Path:
+        epoch, pos = divmod(index, len(self.files))
+        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.files))
+        return self.files[order[pos]]
+
+    def random_crop(self, img: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        shorter = int(rng.integers(self.size, math.ceil(self.size * 1.25) + 1))
+        img = _resize_shorter(img, shorter)
+        h, w = img.shape[-2:]
+        top, left = int(rng.integers(0, h - self.size + 1)), int(rng.integers(0, w - self.size + 1))
+        img = img[..., top:top + self.size, left:left + self.size]
+        if rng.random() < 0.5:
+            img = img.flip(-1)
+        return img
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        rng = np.random.default_rng([self.seed, 1, index])
+        # A file that fails to decode (truncated past its header) is replaced, deterministically,
+        # by the next one in the same epoch's order.
+        for attempt in range(len(self.files)):
+            path = self._file_for(index + attempt)
+            try:
+                img = load_image(path).rgb
+            except UserError:
+                if path not in self.failed:
+                    self.failed.add(path)
+                    log.warning("skipping unreadable training image %s", path)
+                continue
+            return self.transform(img, rng)[0].contiguous()
+        raise UserError("no training image could be decoded")
+
+
+class SampleRange(torch.utils.data.Sampler[int]):
+    """Global sample indices ``start, start+1, ..., stop-1`` (resume starts mid-stream)."""
+
+    def __init__(self, start: int, stop: int) -> None:
+        self.start, self.stop = start, stop
+
+    def __iter__(self):
+        return iter(range(self.start, self.stop))
+
+    def __len__(self) -> int:
+        return self.stop - self.start

@@ -1,0 +1,50 @@
+"""Choosing the device and numeric precision: bf16 where the hardware runs it fast, else fp32."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from .errors import UserError
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is available")
+    if name not in ("cpu", "cuda"):
+        raise UserError(f"--device must be auto, cpu or cuda, not {name!r}")
+    return torch.device(name)
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True when oneDNN has native bf16 kernels here (AVX512-BF16 or AMX).
+
+    Without them bf16 convolutions fall back to a reference loop that is ~10x slower than
+    fp32 (measured on an AVX2-only EPYC: 120 s vs 9.5 s per training step), so ``auto`` must
+    not pick bf16 there.
+    """
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def resolve_precision(name: str, device: torch.device) -> str:
+    """``auto`` → ``bf16`` on CUDA with bf16 support or a CPU with fast bf16, else ``fp32``."""
+    if name == "auto":
+        if device.type == "cuda":
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "bf16" if cpu_has_fast_bf16() else "fp32"
+    if name not in ("fp32", "bf16", "fp16"):
+        raise UserError(f"--precision must be auto, fp32, bf16 or fp16, not {name!r}")
+    if name == "fp16" and device.type == "cpu":
+        raise UserError("--precision fp16 needs a CUDA device; use bf16 or fp32 on the CPU")
+    return name
+
+
+def autocast(device: torch.device, precision: str):
+    """An autocast context for ``precision`` (a no-op for fp32)."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device.type, dtype=dtype)

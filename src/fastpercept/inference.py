@@ -1,0 +1,156 @@
+"""Running a transformation network on images of any size: tiling, strength, colour.
+
+Tiling with instance norm is the hard part: each tile would normalize with its own statistics
+and the tiles would disagree in colour and contrast (visible seams). :func:`run_network` first
+runs the whole image at a reduced size to record every instance-norm layer's statistics, then
+runs the full-size tiles with those fixed statistics, so the network becomes a purely local
+operator and overlapping tiles blend without seams.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .device import autocast
+
+# Context each tile carries on every side (the style network's receptive field is ~±60 px).
+DEFAULT_OVERLAP = 64
+
+
+def _is_instance_norm(m: nn.Module) -> bool:
+    return isinstance(m, nn.InstanceNorm2d)
+
+
+@contextlib.contextmanager
+def _record_instance_stats(model: nn.Module) -> Iterator[dict[nn.Module, tuple[torch.Tensor, torch.Tensor]]]:
+    """Record (mean, var) per channel of each InstanceNorm2d's input during one forward pass."""
+    stats: dict[nn.Module, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def hook(module, args):
+        x = args[0].float()
+        stats[module] = (x.mean(dim=(2, 3), keepdim=True), x.var(dim=(2, 3), keepdim=True, unbiased=False))
+
+    handles = [m.register_forward_pre_hook(hook) for m in model.modules() if _is_instance_norm(m)]
+    try:
+        yield stats
+    finally:
+        for h in handles:
+            h.remove()
+
+
+@contextlib.contextmanager
+def _fixed_instance_stats(model: nn.Module, stats: dict[nn.Module, tuple[torch.Tensor, torch.Tensor]]) -> Iterator[None]:
+    """Make every InstanceNorm2d normalize with the given statistics instead of its input's."""
+
+    def hook(module: nn.InstanceNorm2d, args, output):
+        x = args[0]
+        mean, var = (s.to(x.dtype) for s in stats[module])
+        y = (x - mean) * torch.rsqrt(var + module.eps)
+        if module.affine:
+            y = y * module.weight.view(1, -1, 1, 1).to(x.dtype) + module.bias.view(1, -1, 1, 1).to(x.dtype)
+        return y
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if _is_instance_norm(m)]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def _ramp(n: int, overlap: int, at_start: bool, at_end: bool) -> torch.Tensor:
+    """Blend weights along one axis of a tile: linear ramps over the overlaps, 1 elsewhere."""
+    w = torch.ones(n)
+    r = min(overlap, n // 2)
+    if r > 0:
+        ramp = (torch.arange(r, dtype=torch.float32) + 0.5) / r
+        if not at_start:
+            w[:r] = ramp
+        if not at_end:
+            w[n - r:] = torch.minimum(w[n - r:], ramp.flip(0))
+    return w
+
+
+def _tile_starts(size: int, tile: int, overlap: int) -> list[int]:
+    if size <= tile:
+        return [0]
+    stride = tile - 2 * overlap
+    starts = list(range(0, size - tile, stride)) + [size - tile]
+    return sorted(set(starts))
+
+
+def run_network(model: nn.Module, x: torch.Tensor, tile: int | None = None, overlap: int = DEFAULT_OVERLAP,
+                scale: int = 1, precision: str = "fp32", stats_size: int = 1024) -> torch.Tensor:
+    """``model(x)``, optionally in overlapping tiles.
+
+    Args:
+        model: maps (N, 3, H, W) in [0, 1] to (N, 3, scale H, scale W) in [0, 1].
+        x: (N, 3, H, W) in [0, 1], on the model's device.
+        tile: tile side in input pixels (``None``: whole image at once).
+        overlap: input pixels of context shared by neighbouring tiles (blended linearly).
+        scale: the model's output/input size ratio (1 for style, 4 or 8 for SR).
+        precision: ``fp32``, ``bf16`` or ``fp16`` (autocast).
+        stats_size: longest side of the reduced image whose instance-norm statistics all
+            tiles share (unused when the model has no instance norm).
+    Returns:
+        (N, 3, scale H, scale W) float32 in [0, 1].
+    """
+    device = x.device
+    h, w = x.shape[-2:]
+    with torch.inference_mode(), autocast(device, precision):
+        if tile is None or (h <= tile and w <= tile):
+            return model(x).float().clamp(0, 1)
+        if tile <= 2 * overlap:
+            overlap = max(tile // 4, 1)
+        context = contextlib.nullcontext()
+        if any(_is_instance_norm(m) for m in model.modules()):
+            factor = min(1.0, stats_size / max(h, w))
+            small = F.interpolate(x, scale_factor=factor, mode="bilinear", antialias=True) if factor < 1 else x
+            with _record_instance_stats(model) as stats:
+                model(small)
+            context = _fixed_instance_stats(model, stats)
+        out = torch.zeros(x.shape[0], 3, h * scale, w * scale, device=device)
+        weight = torch.zeros(1, 1, h * scale, w * scale, device=device)
+        with context:
+            ys, xs = _tile_starts(h, tile, overlap), _tile_starts(w, tile, overlap)
+            for top in ys:
+                for left in xs:
+                    th, tw = min(tile, h - top), min(tile, w - left)
+                    y = model(x[..., top:top + th, left:left + tw]).float()
+                    wy = _ramp(th * scale, overlap * scale, top == 0, top + th == h)
+                    wx = _ramp(tw * scale, overlap * scale, left == 0, left + tw == w)
+                    wt = (wy[:, None] * wx[None, :]).to(device)
+                    out[..., top * scale:(top + th) * scale, left * scale:(left + tw) * scale] += y * wt
+                    weight[..., top * scale:(top + th) * scale, left * scale:(left + tw) * scale] += wt
+        return (out / weight).clamp(0, 1)
+
+
+# RGB <-> YIQ (NTSC), as in Gatys et al. 2016, "Preserving color in neural artistic style transfer".
+_RGB_TO_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+
+
+def preserve_color(stylized: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
+    """Luminance-only transfer: Y from ``stylized``, I and Q (colour) from ``content``.
+
+    Args:
+        stylized, content: (N, 3, H, W) in [0, 1], same size.
+    Returns:
+        (N, 3, H, W) in [0, 1].
+    """
+    m = _RGB_TO_YIQ.to(stylized)
+    yiq_s = torch.einsum("ij,njhw->nihw", m, stylized)
+    yiq_c = torch.einsum("ij,njhw->nihw", m, content)
+    yiq = torch.cat([yiq_s[:, :1], yiq_c[:, 1:]], dim=1)
+    return torch.einsum("ij,njhw->nihw", torch.linalg.inv(m), yiq).clamp(0, 1)
+
+
+def blend_strength(stylized: torch.Tensor, content: torch.Tensor, strength: float) -> torch.Tensor:
+    """``strength * stylized + (1 - strength) * content``; 0 gives the input, 1 the full style."""
+    if not 0.0 <= strength <= 1.0:
+        raise ValueError(f"strength must be in [0, 1], not {strength}")
+    return torch.lerp(content, stylized, strength)

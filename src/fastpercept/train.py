@@ -1,0 +1,269 @@
+"""Training: one loop for every task (style now, super-resolution on the same machinery).
+
+The loop owns what all tasks share: Adam, mixed precision, channels_last, reproducible data
+order, atomic checkpoints every N steps with exact ``--resume``, a CSV log of every loss term,
+a progress bar, a clean stop on SIGINT/SIGTERM, and the model card.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import logging
+import math
+import os
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from . import __version__
+from .checkpoint import load_latest_checkpoint, restore, save_checkpoint
+from .data import RandomCrops, SampleRange, scan_image_files
+from .device import autocast, resolve_device, resolve_precision
+from .errors import UserError
+from .images import load_image
+from .losses import ObjectiveWeights, StyleObjective
+from .models import load_model, save_model
+from .nets.style import StyleNet, StyleNetConfig
+from .vgg import VGG16Features
+from .weights import resolve_vgg16
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunConfig:
+    """What every training run needs, whatever the task."""
+
+    data: str
+    output: str
+    iters: int = 40000
+    batch_size: int = 4
+    lr: float = 1e-3
+    checkpoint_every: int = 500
+    checkpoint_dir: str | None = None
+    resume: bool = False
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "auto"
+    workers: int = 0
+    log_every: int = 50
+    vgg_weights: str | None = None
+
+    @property
+    def ckpt_dir(self) -> Path:
+        return Path(self.checkpoint_dir) if self.checkpoint_dir else Path(self.output).with_suffix(".ckpt")
+
+
+@dataclass
+class StyleConfig(RunConfig):
+    """``fastpercept train style``: the paper's objective, SPEC's flag names."""
+
+    style_image: str = ""
+    image_size: int = 256
+    style_size: int | None = 256
+    content_weight: float = 1.0
+    style_weight: float = 5.0
+    tv_weight: float = 1e-6
+    content_layer: str = "relu2_2"
+    style_layers: tuple[str, ...] = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
+    arch: str = "full"
+    norm: str = "instance"
+    upsample: str = "nearest"
+    init_from: str | None = None
+
+
+@dataclass
+class Task:
+    """What differs between tasks: the network, the samples and the loss of a batch."""
+
+    model: nn.Module
+    samples: torch.utils.data.Dataset
+    loss: Callable[[nn.Module, torch.Tensor], dict[str, torch.Tensor]]
+    card: dict[str, Any]
+    frozen: list[nn.Module] = field(default_factory=list)  # moved to device/dtype with the model
+
+
+class _StopFlag:
+    """SIGINT/SIGTERM set a flag; the loop checkpoints and stops after the current step."""
+
+    def __init__(self) -> None:
+        self.raised: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> "_StopFlag":
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.raised is not None:  # second signal: stop now
+            raise KeyboardInterrupt
+        self.raised = signum
+
+    def __exit__(self, *exc) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+class CsvLog:
+    """``losses.csv`` in the checkpoint folder: one row per logged step, truncated on resume."""
+
+    def __init__(self, path: Path, columns: list[str], resume_step: int) -> None:
+        self.path, self.columns = path, columns
+        rows = []
+        if resume_step and path.exists():
+            with open(path, newline="") as f:
+                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= resume_step]
+        with open(path, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=columns)
+            w.writeheader()
+            w.writerows(rows)
+
+    def append(self, row: dict[str, Any]) -> None:
+        with open(self.path, "a", newline="") as f:
+            csv.DictWriter(f, fieldnames=self.columns).writerow(row)
+
+
+def run(task: Task, cfg: RunConfig) -> nn.Module:
+    """Train ``task.model`` for ``cfg.iters`` steps; returns the trained model (fp32, eval)."""
+    device = resolve_device(cfg.device)
+    precision = resolve_precision(cfg.precision, device)
+    model = task.model.to(device).to(memory_format=torch.channels_last)
+    # The frozen loss network is held in the compute dtype: autocast would otherwise copy its
+    # weights to bf16 on every call.
+    frozen_dtype = torch.bfloat16 if precision == "bf16" else torch.float16 if precision == "fp16" else torch.float32
+    for m in task.frozen:
+        m.to(device=device, dtype=frozen_dtype).to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+
+    ckpt_dir = cfg.ckpt_dir
+    step = 0
+    if cfg.resume:
+        found = load_latest_checkpoint(ckpt_dir)
+        if found is None:
+            log.warning("--resume: no checkpoint in %s, starting from step 0", ckpt_dir)
+        else:
+            step = restore(*found, model, optimizer)
+            log.info("resumed from step %d (%s)", step, ckpt_dir)
+    elif list(ckpt_dir.glob("step-*.safetensors")):
+        raise UserError(f"{ckpt_dir}: checkpoints from an earlier run exist; pass --resume to continue it "
+                        "or remove the folder to start over")
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    config = {k: v for k, v in asdict(cfg).items()}
+    train_seconds = float(found[1]["extra"].get("train_seconds", 0.0)) if cfg.resume and found else 0.0
+
+    loader = DataLoader(task.samples, batch_size=cfg.batch_size, sampler=SampleRange(step * cfg.batch_size, cfg.iters * cfg.batch_size),
+                        num_workers=cfg.workers, drop_last=True, persistent_workers=False)
+    columns = ["step", "total", *task.card.get("loss_terms", []), "lr", "seconds"]
+    csv_log = CsvLog(ckpt_dir / "losses.csv", columns, step)
+    bar = tqdm(total=cfg.iters, initial=step, desc="train", unit="step", dynamic_ncols=True,
+               disable=not sys.stderr.isatty(), file=sys.stderr)
+    model.train()
+    last: dict[str, float] = {}
+    t_last = time.perf_counter()
+    with _StopFlag() as stop:
+        for batch in loader:
+            batch = batch.to(device, non_blocking=True).to(memory_format=torch.channels_last)
+            with autocast(device, precision):
+                terms = task.loss(model, batch)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(terms["total"]).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            step += 1
+            now = time.perf_counter()
+            train_seconds += now - t_last
+            t_last = now
+            last = {k: float(v.detach()) for k, v in terms.items()}
+            if not math.isfinite(last["total"]):
+                raise RuntimeError(f"loss became {last['total']} at step {step}; lower --lr or the weights")
+            bar.update(1)
+            bar.set_postfix({k: f"{v:.3g}" for k, v in last.items()}, refresh=False)
+            if step % cfg.log_every == 0 or step == cfg.iters:
+                csv_log.append({"step": step, **{k: f"{v:.6g}" for k, v in last.items()},
+                                "lr": cfg.lr, "seconds": f"{train_seconds:.1f}"})
+                if bar.disable:
+                    log.info("step %d/%d %s %.2f s/step", step, cfg.iters,
+                             " ".join(f"{k}={v:.4g}" for k, v in last.items()), train_seconds / max(step, 1))
+            stopping = stop.raised is not None
+            if step % cfg.checkpoint_every == 0 or step == cfg.iters or stopping:
+                save_checkpoint(ckpt_dir, step, model, optimizer, config, {"train_seconds": train_seconds})
+            if stopping:
+                bar.close()
+                raise UserError(f"stopped at step {step}; checkpoint saved in {ckpt_dir}, rerun with --resume")
+    bar.close()
+    model.eval()
+    card = {**task.card, "iterations": step, "batch_size": cfg.batch_size, "lr": cfg.lr, "seed": cfg.seed,
+            "train_seconds": round(train_seconds, 1), "device": _device_name(device), "precision": precision,
+            "final_losses": {k: round(v, 6) for k, v in last.items()},
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "version": __version__}
+    card.pop("loss_terms", None)
+    save_model(model.to(memory_format=torch.contiguous_format), cfg.output, card)
+    model.card = card
+    return model
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    import platform
+
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def style_task(cfg: StyleConfig) -> Task:
+    """The style-transfer task: :class:`StyleNet` under the paper's objective for one style."""
+    if not cfg.style_image:
+        raise UserError("--style-image is required")
+    weights = resolve_vgg16(cfg.vgg_weights)
+    vgg = VGG16Features(weights)
+    style = load_image(cfg.style_image, max_size=cfg.style_size).rgb
+    objective = StyleObjective(vgg, style, ObjectiveWeights(cfg.content_weight, cfg.style_weight, cfg.tv_weight,
+                                                            cfg.content_layer, tuple(cfg.style_layers)))
+    files, skipped = scan_image_files(cfg.data)
+    if skipped:
+        log.warning("%s: skipped %d unreadable image(s)", cfg.data, skipped)
+    torch.manual_seed(cfg.seed)
+    if cfg.init_from:
+        model = load_model(cfg.init_from)
+        if model.card.get("task") != "style":
+            raise UserError(f"{cfg.init_from}: --init-from needs a style model")
+        net_config = model.config
+    else:
+        net_config = StyleNetConfig(arch=cfg.arch, norm=cfg.norm, upsample=cfg.upsample)
+        model = StyleNet(net_config)
+
+    def loss(net: nn.Module, content: torch.Tensor) -> dict[str, torch.Tensor]:
+        target = objective.content_features(content)
+        return objective(net(content), target)
+
+    card = {
+        "task": "style", **net_config.to_dict(),
+        "content_layer": cfg.content_layer, "style_layers": list(cfg.style_layers),
+        "content_weight": cfg.content_weight, "style_weight": cfg.style_weight, "tv_weight": cfg.tv_weight,
+        "style_image": Path(cfg.style_image).name, "style_size": cfg.style_size, "image_size": cfg.image_size,
+        "dataset": f"{cfg.data} ({len(files)} images)", "vgg_sha256": weights.sha256,
+        "init_from": cfg.init_from, "loss_terms": ["content", "style", "tv"],
+    }
+    return Task(model=model, samples=RandomCrops(files, cfg.image_size, cfg.seed), loss=loss, card=card,
+                frozen=[vgg])
+
+
+def train_style(cfg: StyleConfig) -> nn.Module:
+    """``fastpercept train style``: returns the trained :class:`StyleNet` (also written to ``cfg.output``)."""
+    # The style targets were computed in fp32 at construction; only the network's side runs in
+    # the training precision.
+    return run(style_task(cfg), cfg)
