@@ -1,0 +1,494 @@
+"""Reading, writing and listing images, with every bad-input problem turned into a UserError.
+
+Tensors here follow one convention: RGB float32 in [0, 1], shape (1, 3, H, W); an optional
+alpha channel is float32 in [0, 1], shape (1, 1, H, W) and is *straight* (not premultiplied).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from fastpercept.errors import UserError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+# Pillow's own bomb limit (~89 megapixels) rejects ordinary panoramas and scans. We decode up
+# to about a gigapixel; beyond that an RGB float tensor alone needs > 12 GB.
+MAX_PIXELS = 1_000_000_000
+
+# Suffix -> Pillow format name for writing.
+_SAVE_FORMATS = {
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".png": "PNG",
+    ".webp": "WEBP",
+    ".bmp": "BMP",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+}
+# Formats whose files we write without an alpha channel (alpha is composited onto white).
+_NO_ALPHA_FORMATS = {"JPEG", "BMP"}
+
+# Modes holding one channel of more than 8 bits; they are scaled by 65535 (F is taken as-is).
+_HIGH_DEPTH_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I", "F"}
+
+
+@dataclass
+class LoadedImage:
+    """A decoded image.
+
+    rgb: (1, 3, H, W) float32 in [0, 1].
+    alpha: (1, 1, H, W) float32 in [0, 1] (straight alpha), or None when the file has none.
+    path: the file it came from, or None when built from an in-memory image.
+    source_mode: the Pillow mode of the decoded file, e.g. "RGB", "P", "I;16", "CMYK".
+    bit_depth: precision of the decoded samples: 16 for 16-bit, 32-bit integer and float
+        grayscale sources, otherwise 8. Pillow itself reduces 16-bit RGB/RGBA PNGs to 8 bits,
+        so those report 8.
+    """
+
+    rgb: torch.Tensor
+    alpha: torch.Tensor | None
+    path: Path | None
+    source_mode: str
+    bit_depth: int
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) in pixels."""
+        return int(self.rgb.shape[-1]), int(self.rgb.shape[-2])
+
+
+# ----------------------------------------------------------------------------------- loading
+
+
+@contextlib.contextmanager
+def _bomb_check_lifted() -> Iterator[None]:
+    """Switch off Pillow's decompression-bomb check while one image opens; we apply MAX_PIXELS.
+
+    Pillow reads the module-level Image.MAX_IMAGE_PIXELS, so this briefly changes that global
+    (and restores it); loading from several threads at once may see the lifted value.
+    """
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+
+
+def _check_readable_file(path: Path) -> None:
+    """Raise UserError for the problems we can name precisely before Pillow sees the file."""
+    if not path.exists():
+        raise UserError(f"{path}: no such file")
+    if path.is_dir():
+        raise UserError(f"{path}: is a folder, not an image file")
+    if path.stat().st_size == 0:
+        raise UserError(f"{path}: empty file")
+
+
+def _target_size(width: int, height: int, max_size: int | None) -> tuple[int, int]:
+    """The (width, height) that fits the longest side into max_size; never larger than now."""
+    if max_size is None or max(width, height) <= max_size:
+        return width, height
+    scale = max_size / max(width, height)
+    # Round half up (not Python's half-to-even) so sizes are predictable: 12.5 -> 13.
+    return max(1, math.floor(width * scale + 0.5)), max(1, math.floor(height * scale + 0.5))
+
+
+def _too_large_message(path: object, width: int, height: int) -> str:
+    return (
+        f"{path}: image too large ({width}x{height}, {width * height / 1e6:.0f} megapixels; "
+        f"the limit is {MAX_PIXELS / 1e6:.0f}); shrink it beforehand, or use --max-size "
+        f"(JPEG files are then decoded at reduced size) and --tile to bound memory"
+    )
+
+
+def _decode(path: Path, max_size: int | None) -> Image.Image:
+    """Open and fully decode the file, upright (EXIF orientation applied)."""
+    try:
+        # We own the file object: Pillow then leaves it to us, and the decoded image stays
+        # usable after the file is closed (closing a PIL image itself discards its pixels).
+        with open(path, "rb") as f, _bomb_check_lifted():
+            im = Image.open(f)
+            if max_size is not None and im.format == "JPEG":
+                # JPEG can decode at 1/2, 1/4 or 1/8 scale: a huge photo then never exists
+                # at full size in memory. draft() keeps the result >= the requested size,
+                # so the Lanczos pass afterwards still does the final, high-quality step.
+                im.draft(None, _target_size(*im.size, max_size))
+            if im.width * im.height > MAX_PIXELS:
+                raise UserError(_too_large_message(path, im.width, im.height))
+            # Decode now, so a truncated file fails here and not halfway through a batch.
+            im.load()
+            ImageOps.exif_transpose(im, in_place=True)
+            return im
+    except UserError:
+        raise
+    except UnidentifiedImageError:
+        raise UserError(f"{path}: not an image, or a format Pillow cannot read") from None
+    except PermissionError:
+        raise UserError(f"{path}: permission denied") from None
+    except MemoryError:
+        raise UserError(f"{path}: not enough memory to decode; try --max-size") from None
+    except Exception as exc:  # noqa: BLE001 - decoders raise many types on bad data
+        # OSError ("image file is truncated"), SyntaxError, ValueError, struct.error, ...:
+        # all mean the bytes are not a valid image.
+        detail = str(exc).strip() or type(exc).__name__
+        raise UserError(f"{path}: cannot read image (truncated or corrupt file: {detail})") from None
+
+
+def _high_depth_to_float(im: Image.Image) -> np.ndarray:
+    """A single-channel 16-bit, 32-bit integer or float image as (H, W) float32 in [0, 1]."""
+    values = np.asarray(im).astype(np.float32)
+    if im.mode != "F":
+        # 16-bit sources use the full 0..65535 range; dividing by 255 would blow them out.
+        values /= 65535.0
+    return np.clip(np.nan_to_num(values, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
+
+
+def _to_rgb_or_rgba(im: Image.Image) -> Image.Image:
+    """Convert any 8-bit-per-sample mode to "RGB" or, when it carries transparency, "RGBA"."""
+    mode = im.mode
+    has_alpha = mode in ("RGBA", "RGBa", "LA", "La", "PA") or (
+        mode in ("P", "L", "RGB") and "transparency" in im.info
+    )
+    if mode == "P" and im.palette is not None and im.palette.mode == "RGBA":
+        has_alpha = True  # a palette with its own alpha column
+    target = "RGBA" if has_alpha else "RGB"
+    # "1", L, P, CMYK, YCbCr, LAB, HSV, ...: Pillow's convert handles them. CMYK uses
+    # Pillow's naive formula (embedded ICC profiles are ignored).
+    return im if mode == target else im.convert(target)
+
+
+def from_pil(image: Image.Image, max_size: int | None = None, path: Path | None = None) -> LoadedImage:
+    """Turn a decoded PIL image of any mode into a LoadedImage.
+
+    rgb becomes (1, 3, H, W) float32 in [0, 1]; alpha (1, 1, H, W) float32 in [0, 1] or None.
+    If max_size is given and the longest side is larger, the image is downscaled with Lanczos
+    (antialiased) keeping its aspect ratio; it is never upscaled.
+    """
+    if max_size is not None and max_size < 1:
+        raise UserError(f"--max-size must be at least 1 pixel, got {max_size}")
+    size = _target_size(image.width, image.height, max_size)
+    source_mode = image.mode
+
+    if source_mode in _HIGH_DEPTH_MODES:
+        gray = Image.fromarray(_high_depth_to_float(image))  # mode "F": resize keeps precision
+        if gray.size != size:
+            gray = gray.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+        # Lanczos overshoots around edges; keep the promise of [0, 1].
+        values = np.clip(np.asarray(gray, dtype=np.float32), 0.0, 1.0)
+        rgb = torch.from_numpy(np.ascontiguousarray(values)).expand(3, -1, -1).unsqueeze(0)
+        return LoadedImage(rgb.contiguous(), None, path, source_mode, 16)
+
+    im = _to_rgb_or_rgba(image)
+    if im.size != size:
+        # Pillow premultiplies RGBA before resampling, so transparent pixels don't bleed.
+        im = im.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    pixels = torch.from_numpy(np.array(im, dtype=np.uint8)).permute(2, 0, 1).unsqueeze(0)
+    pixels = pixels.float() / 255.0
+    alpha = pixels[:, 3:4].contiguous() if im.mode == "RGBA" else None
+    return LoadedImage(pixels[:, :3].contiguous(), alpha, path, source_mode, 8)
+
+
+def load_image(path: str | Path, max_size: int | None = None) -> LoadedImage:
+    """Read an image file of any common format and mode.
+
+    Returns rgb (1, 3, H, W) float32 in [0, 1] and alpha (1, 1, H, W) float32 in [0, 1] or None
+    (present for RGBA, LA, PA and palette images with transparency). The whole file is
+    decoded here, EXIF orientation is applied, and with max_size the longest side is reduced
+    to at most max_size pixels (Lanczos, aspect ratio kept, never upscaled).
+
+    Raises UserError naming the file for a missing path, a folder, an empty, non-image,
+    truncated or corrupt file, or an image above MAX_PIXELS.
+    """
+    path = Path(path)
+    _check_readable_file(path)
+    image = _decode(path, max_size)
+    try:
+        return from_pil(image, max_size=max_size, path=path)
+    except MemoryError:
+        raise UserError(f"{path}: not enough memory to convert the image; try --max-size") from None
+    finally:
+        image.close()
+
+
+# ------------------------------------------------------------------------------------ saving
+
+
+def _as_chw(t: torch.Tensor, channels: int, name: str) -> torch.Tensor:
+    """Accept (1, C, H, W) or (C, H, W); return (C, H, W) float32 on the CPU."""
+    if t.dim() == 4 and t.shape[0] == 1:
+        t = t[0]
+    if t.dim() != 3 or t.shape[0] != channels:
+        raise ValueError(f"{name} must have shape (1, {channels}, H, W) or ({channels}, H, W), got {tuple(t.shape)}")
+    return t.detach().to("cpu", torch.float32)
+
+
+def _quantize(t: torch.Tensor) -> np.ndarray:
+    """(C, H, W) float in [0, 1] -> (H, W, C) uint8, clamped and rounded half up."""
+    scaled = torch.floor(t.clamp(0.0, 1.0) * 255.0 + 0.5)
+    return scaled.to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+
+
+def to_pil(rgb: torch.Tensor, alpha: torch.Tensor | None = None) -> Image.Image:
+    """Tensor(s) -> PIL image.
+
+    rgb: (1, 3, H, W) or (3, H, W), values clamped to [0, 1] and rounded to 8 bits.
+    alpha: None, or (1, 1, H, W) / (1, H, W) in [0, 1], giving an "RGBA" image; else "RGB".
+    """
+    rgb = _as_chw(rgb, 3, "rgb")
+    if alpha is not None:
+        alpha = _as_chw(alpha, 1, "alpha")
+        if alpha.shape[1:] != rgb.shape[1:]:
+            raise ValueError(f"alpha is {tuple(alpha.shape[1:])} but rgb is {tuple(rgb.shape[1:])}")
+        rgb = torch.cat([rgb, alpha], dim=0)
+    return Image.fromarray(_quantize(rgb))
+
+
+def _save_format(path: Path) -> str:
+    fmt = _SAVE_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        supported = ", ".join(IMAGE_SUFFIXES)
+        raise UserError(f"{path}: cannot write '{path.suffix or '(no suffix)'}' images; use one of {supported}")
+    return fmt
+
+
+def _new_file_mode(target: Path) -> int:
+    """Permissions for the output: those of the file it replaces, else 0o666 minus umask.
+
+    mkstemp creates 0o600 files, which would make every output private to its owner.
+    """
+    try:
+        return target.stat().st_mode & 0o7777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+def _write_error(path: Path, exc: OSError) -> UserError:
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return UserError(f"{path}: cannot write image ({reason})")
+
+
+def save_image(
+    rgb: torch.Tensor,
+    path: str | Path,
+    alpha: torch.Tensor | None = None,
+    quality: int = 95,
+) -> Path:
+    """Write rgb (1, 3, H, W) or (3, H, W) in [0, 1] to path, replacing any file atomically.
+
+    The format follows the suffix (.jpg/.jpeg/.png/.webp/.bmp/.tif/.tiff, any case). alpha
+    ((1, 1, H, W) in [0, 1]) is kept for PNG, WebP and TIFF; JPEG and BMP have none, so the
+    image is composited onto white there. quality (1..100) applies to JPEG and WebP.
+
+    The image goes to a hidden temporary file in the same folder, which is then renamed over
+    path: readers never see a half-written file, and on failure nothing is left behind and
+    an existing file is unchanged. Missing parent folders are created. Returns the path.
+    """
+    path = Path(path)
+    fmt = _save_format(path)
+    if not 1 <= quality <= 100:
+        raise UserError(f"quality must be between 1 and 100, got {quality}")
+    if alpha is not None and fmt in _NO_ALPHA_FORMATS:
+        a = _as_chw(alpha, 1, "alpha")
+        rgb = _as_chw(rgb, 3, "rgb") * a + (1.0 - a)
+        alpha = None
+    image = to_pil(rgb, alpha)
+    options = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
+
+    if path.is_dir():
+        raise UserError(f"{path}: is a folder; give a file name to write")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except FileExistsError:
+        raise UserError(f"{path}: cannot write image (a file is in the way of its folder)") from None
+    except OSError as exc:
+        raise _write_error(path, exc) from None
+
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            image.save(f, format=fmt, **options)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, _new_file_mode(path))
+        os.replace(tmp, path)
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise _write_error(path, exc) from None
+        raise
+    return path
+
+
+# --------------------------------------------------------------------------- listing inputs
+
+
+def _is_hidden(name: str) -> bool:
+    return name.startswith(".")
+
+
+def _walk_images(folder: Path, recursive: bool, skip: Path | None = None) -> list[Path]:
+    """Image files under folder (IMAGE_SUFFIXES, any case), sorted, hidden files/folders skipped.
+
+    skip: a folder (resolved) whose contents are left out, e.g. an output folder inside folder.
+    """
+    found: list[Path] = []
+    for root, dirs, files in os.walk(folder):
+        root_path = Path(root)
+        # The output folder is skipped only when nested: -o equal to the input folder must
+        # still be seen (and refused) as overwriting the inputs.
+        if skip is not None and root_path != folder and root_path.resolve() == skip:
+            dirs[:] = []
+            continue
+        # Pruning dirs in place stops os.walk descending into hidden folders.
+        dirs[:] = [d for d in dirs if not _is_hidden(d)] if recursive else []
+        found.extend(
+            root_path / name
+            for name in files
+            if not _is_hidden(name) and Path(name).suffix.lower() in IMAGE_SUFFIXES
+        )
+    # Sort by path components so "a/b.png" and "a-b.png" order the same on every platform.
+    return sorted(found, key=lambda p: p.relative_to(folder).parts)
+
+
+def _expand(inputs: Sequence[str | Path], recursive: bool, skip: Path | None = None) -> list[tuple[Path, Path, bool]]:
+    """(image, path relative to its input folder or its bare name, came-from-a-folder) per image.
+
+    The same file reached twice (given twice, or as a file and inside a folder) is kept once.
+    """
+    seen: set[Path] = set()
+    result: list[tuple[Path, Path, bool]] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            images = _walk_images(p, recursive, skip)
+            if not images:
+                raise UserError(f"{p}: no images found ({', '.join(IMAGE_SUFFIXES)})")
+            entries = [(img, img.relative_to(p), True) for img in images]
+        elif p.exists():
+            entries = [(p, Path(p.name), False)]
+        else:
+            raise UserError(f"{p}: no such file or folder")
+        for img, rel, from_dir in entries:
+            key = img.resolve()
+            if key not in seen:
+                seen.add(key)
+                result.append((img, rel, from_dir))
+    return result
+
+
+def list_images(inputs: Sequence[str | Path], recursive: bool = True) -> list[Path]:
+    """The image files named by inputs, in order: files as given (whatever their suffix),
+    folders expanded to their images (IMAGE_SUFFIXES, any case; hidden files and folders
+    skipped; sorted). Raises UserError for a missing input or a folder with no images.
+    """
+    return [img for img, _, _ in _expand(inputs, recursive)]
+
+
+# ------------------------------------------------------------------------------ output plans
+
+
+def _output_ext(image: Path, default_ext: str | None) -> str:
+    """The input's own suffix when we can write it, else default_ext (".png" if not given)."""
+    if image.suffix.lower() in _SAVE_FORMATS:
+        return image.suffix
+    ext = default_ext or ".png"
+    return ext if ext.startswith(".") else "." + ext
+
+
+def _is_same_file(a: Path, b: Path) -> bool:
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)  # catches hard links and case-insensitive file systems
+    except OSError:
+        return False
+
+
+def plan_outputs(
+    inputs: Sequence[str | Path],
+    out: str | Path | None,
+    suffix: str,
+    default_ext: str | None = None,
+    recursive: bool = True,
+) -> list[tuple[Path, Path]]:
+    """Pair every input image with the path its result is written to.
+
+    - out None: beside the input, named "{stem}-{suffix}{ext}". When walking folders, files
+      already named "*-{suffix}.*" are taken to be earlier results and left out, so running
+      the same command twice does not process its own outputs.
+    - exactly one input, a file, and out ending in an image suffix: out itself.
+    - otherwise out is a folder: an input file goes to out/NAME, images found in an input
+      folder keep their path relative to it (out/sub/NAME). An output folder inside an input
+      folder is not walked.
+    ext is the input's suffix when it is one we write, otherwise default_ext (default ".png").
+
+    Raises UserError if an output would overwrite an input or two inputs would share an output.
+    """
+    out_path = Path(out) if out is not None else None
+    names_file = (
+        out_path is not None
+        and out_path.suffix.lower() in _SAVE_FORMATS
+        and not out_path.is_dir()
+    )
+    if out_path is not None and not names_file and out_path.exists() and not out_path.is_dir():
+        raise UserError(f"{out_path}: exists and is not a folder")
+    skip = out_path.resolve() if out_path is not None and not names_file else None
+
+    entries = _expand(inputs, recursive, skip)
+    if out_path is None:
+        tag = f"-{suffix}"
+        entries = [e for e in entries if not (e[2] and e[0].stem.endswith(tag))]
+        if not entries:
+            raise UserError(f"{', '.join(map(str, inputs))}: only earlier '{tag}' results found, no images")
+
+    if names_file:
+        if len(inputs) != 1 or len(entries) != 1 or entries[0][2]:
+            raise UserError(f"{out_path}: names one file but the input holds {len(entries)} image(s); give a folder")
+        pairs = [(entries[0][0], out_path)]
+    elif out_path is None:
+        pairs = [
+            (img, img.with_name(f"{img.stem}-{suffix}{_output_ext(img, default_ext)}"))
+            for img, _, _ in entries
+        ]
+    else:
+        pairs = [
+            (img, out_path / rel.with_suffix(_output_ext(img, default_ext)))
+            for img, rel, _ in entries
+        ]
+    _check_plan(pairs)
+    return pairs
+
+
+def _check_plan(pairs: list[tuple[Path, Path]]) -> None:
+    """Refuse plans that overwrite an input or write one output twice."""
+    inputs = [img for img, _ in pairs]
+    input_keys = {img.resolve(): img for img in inputs}
+    writers: dict[Path, Path] = {}
+    for img, target in pairs:
+        key = target.resolve()
+        victim = input_keys.get(key)
+        if victim is None and target.exists():
+            victim = next((i for i in inputs if _is_same_file(i, target)), None)
+        if victim is not None:
+            raise UserError(f"{target}: output would overwrite the input {victim}; choose another -o")
+        if key in writers:
+            raise UserError(
+                f"{target}: both {writers[key]} and {img} would be written there; "
+                f"rename one or process them separately"
+            )
+        writers[key] = img
