@@ -1,0 +1,138 @@
+"""Training mechanics: exact resume, checkpoints, the card, fine-tuning, bad data."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors import safe_open
+
+from fastpercept.errors import UserError
+from fastpercept.models import load_model, read_card
+from fastpercept.train import StyleConfig, train_style
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    root = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(0)
+    (root / "sub").mkdir()
+    for i in range(3):
+        arr = (rng.random((40 + 7 * i, 50, 3)) * 255).astype(np.uint8)
+        Image.fromarray(arr).save(root / ("sub" if i else ".") / f"p{i}.png")
+    (root / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    return root
+
+
+@pytest.fixture(scope="module")
+def style_png(tmp_path_factory):
+    path = tmp_path_factory.mktemp("style") / "stripes.png"
+    arr = np.zeros((48, 48, 3), np.uint8)
+    arr[::4] = (230, 40, 20)
+    Image.fromarray(arr).save(path)
+    return path
+
+
+def _cfg(photos, style_png, out, **kw):
+    base = dict(data=str(photos), output=str(out), style_image=str(style_png), iters=4, batch_size=2,
+                image_size=32, style_size=48, checkpoint_every=2, log_every=1, seed=3, precision="fp32",
+                device="cpu", arch="half")
+    base.update(kw)
+    return StyleConfig(**base)
+
+
+def _weights(path):
+    with safe_open(str(path), framework="pt") as f:
+        return {k: f.get_tensor(k) for k in f.keys()}
+
+
+def test_resume_equals_uninterrupted_training(photos, style_png, tmp_path):
+    straight = train_style(_cfg(photos, style_png, tmp_path / "a.safetensors"))
+    train_style(_cfg(photos, style_png, tmp_path / "b.safetensors", iters=2))
+    resumed = train_style(_cfg(photos, style_png, tmp_path / "b.safetensors", iters=4, resume=True))
+    for (k, v), (k2, v2) in zip(straight.state_dict().items(), resumed.state_dict().items()):
+        assert k == k2 and torch.equal(v, v2), k
+    # the CSV log holds every step once, in order, with every loss term
+    rows = (tmp_path / "b.ckpt" / "losses.csv").read_text().splitlines()
+    assert rows[0] == "step,total,content,style,tv,lr,seconds"
+    assert [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3", "4"]
+    assert rows[1:] [0].split(",")[1] == (tmp_path / "a.ckpt" / "losses.csv").read_text().splitlines()[1].split(",")[1]
+
+
+def test_card_round_trip_and_fp16_file(photos, style_png, tmp_path):
+    out = tmp_path / "m.safetensors"
+    train_style(_cfg(photos, style_png, out, iters=2, content_weight=2.0, style_weight=7.0))
+    card = read_card(out)
+    for key in ("task", "arch", "norm", "content_layer", "style_layers", "content_weight", "style_weight",
+                "tv_weight", "style_image", "style_size", "image_size", "iterations", "batch_size", "lr", "seed",
+                "train_seconds", "device", "precision", "dataset", "vgg_sha256", "final_losses", "created", "version"):
+        assert key in card, key
+    assert card["task"] == "style" and card["arch"] == "half" and card["iterations"] == 2
+    assert card["content_weight"] == 2.0 and card["style_weight"] == 7.0 and card["style_image"] == "stripes.png"
+    assert set(card["final_losses"]) == {"content", "style", "tv", "total"}
+    assert all(v.dtype == torch.float16 for v in _weights(out).values())
+    model = load_model(out)
+    assert model.card == card
+    assert model(torch.rand(1, 3, 21, 30)).shape == (1, 3, 21, 30)
+
+
+def test_init_from_starts_from_the_given_model(photos, style_png, tmp_path):
+    first = tmp_path / "first.safetensors"
+    train_style(_cfg(photos, style_png, first, iters=2))
+    tuned = train_style(_cfg(photos, style_png, tmp_path / "tuned.safetensors", iters=1, lr=0.0,
+                             init_from=str(first)))
+    base = load_model(first)
+    for (k, v), v2 in zip(base.state_dict().items(), tuned.state_dict().values()):
+        assert torch.allclose(v, v2.float()), k  # lr 0: unchanged from the fp16 weights it started from
+    assert read_card(tmp_path / "tuned.safetensors")["init_from"] == str(first)
+
+
+def test_existing_checkpoints_without_resume_are_refused(photos, style_png, tmp_path):
+    train_style(_cfg(photos, style_png, tmp_path / "m.safetensors", iters=2))
+    with pytest.raises(UserError, match="--resume"):
+        train_style(_cfg(photos, style_png, tmp_path / "m.safetensors", iters=2))
+
+
+def test_resume_skips_a_corrupt_newest_checkpoint(photos, style_png, tmp_path):
+    out = tmp_path / "m.safetensors"
+    train_style(_cfg(photos, style_png, out, iters=4))
+    newest = tmp_path / "m.ckpt" / "step-00000004.safetensors"
+    newest.write_bytes(newest.read_bytes()[:100])  # torn write
+    model = train_style(_cfg(photos, style_png, out, iters=4, resume=True))
+    assert read_card(out)["iterations"] == 4
+    reference = train_style(_cfg(photos, style_png, tmp_path / "ref.safetensors", iters=4))
+    for v, v2 in zip(model.state_dict().values(), reference.state_dict().values()):
+        assert torch.equal(v, v2)
+
+
+def test_sigterm_saves_a_checkpoint_and_resume_finishes(photos, style_png, tmp_path):
+    out = tmp_path / "m.safetensors"
+    cmd = [sys.executable, "-m", "fastpercept", "train", "style", "--data", str(photos), "--style-image",
+           str(style_png), "-o", str(out), "--iters", "100000", "--batch-size", "1", "--image-size", "32",
+           "--style-size", "48", "--arch", "half", "--checkpoint-every", "100000", "--precision", "fp32"]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    csv = tmp_path / "m.ckpt" / "losses.csv"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (csv.exists() and len(csv.read_text().splitlines()) > 2):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2, err
+    assert "--resume" in err.strip().splitlines()[-1]
+    ckpts = list((tmp_path / "m.ckpt").glob("step-*.safetensors"))
+    assert len(ckpts) == 1 and not out.exists()
+    step = int(ckpts[0].stem.split("-")[1])
+    assert 0 < step < 100000
+
+
+def test_no_readable_images_is_a_user_error(style_png, tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "x.png").write_bytes(b"nope")
+    with pytest.raises(UserError, match="no readable training images"):
+        train_style(_cfg(tmp_path / "empty", style_png, tmp_path / "m.safetensors"))
