@@ -64,15 +64,24 @@ def _fixed_instance_stats(model: nn.Module, stats: dict[nn.Module, tuple[torch.T
 
 
 def _ramp(n: int, overlap: int, at_start: bool, at_end: bool) -> torch.Tensor:
-    """Blend weights along one axis of a tile: linear ramps over the overlaps, 1 elsewhere."""
+    """Blend weights along one axis of a tile.
+
+    Neighbouring tiles share ``2 * overlap`` pixels. Pixels closer than ``overlap / 2`` to a
+    tile's inner edge see reflection padding instead of real context, so they get weight 0;
+    the weight then rises linearly to 1 at ``3 * overlap / 2``. The mirrored ramp of the
+    neighbour makes the two weights sum to 1 everywhere. Image borders get full weight.
+    """
+    dist = torch.arange(n, dtype=torch.float32) + 0.5
+    a = overlap / 2
+
+    def rise(d: torch.Tensor) -> torch.Tensor:
+        return ((d - a) / max(2 * overlap - 2 * a, 1e-6)).clamp(0, 1)
+
     w = torch.ones(n)
-    r = min(overlap, n // 2)
-    if r > 0:
-        ramp = (torch.arange(r, dtype=torch.float32) + 0.5) / r
-        if not at_start:
-            w[:r] = ramp
-        if not at_end:
-            w[n - r:] = torch.minimum(w[n - r:], ramp.flip(0))
+    if not at_start:
+        w = torch.minimum(w, rise(dist))
+    if not at_end:
+        w = torch.minimum(w, rise(n - dist))
     return w
 
 
