@@ -1,6 +1,5 @@
 """The loss definitions of SPEC, checked against values computed by hand on tiny tensors."""
 
-import math
 
 import pytest
 import torch

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
+
+from fastpercept.images import load_image
 
 from fastpercept.lpips import LPIPS
 from fastpercept.metrics import quantize
@@ -36,11 +37,8 @@ TOL = 1e-4  # measured: bit-identical (0.0) on this machine
 
 
 def _read_rgb(path) -> torch.Tensor:
-    """An 8-bit image file as float (1, 3, H, W) in [0, 1]."""
-    from PIL import Image
-
-    arr = np.asarray(Image.open(path).convert("RGB"))
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1)[None].float() / 255
+    """An 8-bit image file as float (1, 3, H, W) in [0, 1] (the library's own loader)."""
+    return load_image(path).rgb
 
 
 @pytest.fixture(scope="module")

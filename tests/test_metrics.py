@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 import torch
+
+from fastpercept.images import load_image
 
 from fastpercept.metrics import psnr_y, quantize, rgb_to_y, ssim_y
 from fastpercept.resize import imresize, mod_crop
 
 
 def _read_rgb(path) -> torch.Tensor:
-    """An 8-bit image file as float (1, 3, H, W) in [0, 1]."""
-    from PIL import Image
-
-    arr = np.asarray(Image.open(path).convert("RGB"))
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1)[None].float() / 255
+    """An 8-bit image file as float (1, 3, H, W) in [0, 1] (the library's own loader)."""
+    return load_image(path).rgb
 
 
 def test_rgb_to_y_matlab_coefficients():

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
+from fastpercept.images import load_image
 from fastpercept.resize import degrade, gaussian_blur, gaussian_kernel1d, imresize, mod_crop
 
 
 def _read_uint8(path) -> torch.Tensor:
     """An image file as a uint8 tensor (1, 3, H, W)."""
-    return torch.from_numpy(np.asarray(Image.open(path).convert("RGB")).copy()).permute(2, 0, 1)[None]
+    return (load_image(path).rgb * 255).round().to(torch.uint8)
 
 
 # --- imresize -------------------------------------------------------------------------------

@@ -1,7 +1,5 @@
 """Training mechanics: exact resume, checkpoints, the card, fine-tuning, bad data."""
 
-import json
-import os
 import signal
 import subprocess
 import sys
