@@ -120,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--optimizer", default="lbfgs", choices=["lbfgs", "adam"])
     p.add_argument("--init", default="noise", choices=["noise", "content"])
     p.add_argument("--size", type=_positive, default=256, help="longest side of the content image")
-    p.add_argument("--lr", type=float, default=None, help="Adam step size (default 0.02) or L-BFGS lr (default 1)")
+    p.add_argument("--lr", type=float, default=None, help="Adam step size (default 0.05) or L-BFGS lr (default 1)")
     p.add_argument("--seed", type=int, default=0)
     _add_objective(p)
     _add_runtime(p)
@@ -134,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vs-optimize", type=_ints, default=[], help="L-BFGS iteration counts to compare with")
     p.add_argument("--json", action="store_true")
     p.add_argument("--vgg-weights", default=None)
+    p.add_argument("--style-image", default=None,
+                   help="the model's style image (default: its card's file name, looked up in the usual places)")
     _add_runtime(p)
 
     p = sub.add_parser("models", help="list shipped models")
@@ -162,16 +164,18 @@ def _batch(pairs: Sequence[tuple[Path, Path]], work: Callable[[Path, Path], None
             tqdm.write(f"fastpercept: error: {e}", file=sys.stderr)
             continue
         print(dst)
-    if failed:
-        raise UserError(f"{failed} of {len(pairs)} input(s) failed")
-    return 0
+    if failed and len(pairs) > 1:
+        print(f"fastpercept: {failed} of {len(pairs)} inputs failed", file=sys.stderr)
+    return 2 if failed else 0
 
 
 def cmd_stylize(a: argparse.Namespace) -> int:
     from .api import DEFAULT_STYLE, stylize
     from .images import plan_outputs
+    from .models import resolve_model_path
 
     style = a.style or DEFAULT_STYLE
+    resolve_model_path(style)  # a bad --style is one error, not one per input
     pairs = plan_outputs(a.inputs, a.output, suffix=Path(str(style)).stem)
     return _batch(pairs, lambda s, d: stylize(s, style, strength=a.strength, preserve_color=a.preserve_color,
                                               tile=a.tile, max_size=a.max_size, device=a.device,
@@ -181,6 +185,9 @@ def cmd_stylize(a: argparse.Namespace) -> int:
 def cmd_upscale(a: argparse.Namespace) -> int:
     from .api import upscale
     from .images import plan_outputs
+    from .models import resolve_model_path
+
+    resolve_model_path(a.model)
 
     pairs = plan_outputs(a.inputs, a.output, suffix=Path(str(a.model)).stem, default_ext=".png")
     return _batch(pairs, lambda s, d: upscale(s, a.model, tile=a.tile, max_size=a.max_size, device=a.device,
@@ -247,8 +254,65 @@ def cmd_weights(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_optimize(a: argparse.Namespace) -> int:
+    """The Gatys et al. baseline: optimize one image on the training objective, write it."""
+    from .device import resolve_device
+    from .images import IMAGE_SUFFIXES, load_image, save_image
+    from .losses import ObjectiveWeights, StyleObjective
+    from .optimize import optimize_image
+    from .vgg import VGG16Features
+    from .weights import resolve_vgg16
+
+    out = Path(a.output)
+    # Checked before the (long) optimization rather than by save_image after it.
+    if out.suffix.lower() not in IMAGE_SUFFIXES:
+        raise UserError(f"{out}: cannot write '{out.suffix or '(no suffix)'}' images; use one of {', '.join(IMAGE_SUFFIXES)}")
+    for src in (a.content, a.style):
+        if Path(src).exists() and out.exists() and out.resolve() == Path(src).resolve():
+            raise UserError(f"{out}: output would overwrite the input {src}; choose another -o")
+    if a.precision not in ("auto", "fp32"):
+        log.warning("optimize: --precision %s ignored; the baseline runs in fp32", a.precision)
+    device = resolve_device(a.device)
+    content = load_image(a.content, max_size=a.size)
+    style = load_image(a.style, max_size=a.style_size).rgb.to(device)
+    vgg = VGG16Features(resolve_vgg16(a.vgg_weights)).to(device)
+    objective = StyleObjective(vgg, style, ObjectiveWeights(a.content_weight, a.style_weight, a.tv_weight,
+                                                            a.content_layer, tuple(a.style_layers)))
+    result = optimize_image(objective, content.rgb.to(device), a.iters, optimizer=a.optimizer, init=a.init,
+                            lr=a.lr, seed=a.seed)
+    t = result.history[-1]
+    log.info("%s after %d %s iterations: total %.6g (content %.6g, style %.6g, tv %.6g)",
+             a.content, a.iters, a.optimizer, t["total"], t["content"], t["style"], t["tv"])
+    print(save_image(result.image, out, alpha=content.alpha))
+    return 0
+
+
+def cmd_eval(a: argparse.Namespace) -> int:
+    """``eval style`` (and, later, ``eval sr``)."""
+    if a.task == "style":
+        return cmd_eval_style(a)
+    # "sr" is added beside "style" here (cmd_eval_sr).
+    raise UserError(f"eval {a.task}: not supported")
+
+
+def cmd_eval_style(a: argparse.Namespace) -> int:
+    from .evaluate import eval_style, format_style_table
+
+    result = eval_style(a.model, a.content, size=a.size, vs_optimize=a.vs_optimize, vgg_weights=a.vgg_weights,
+                        device=a.device, precision=a.precision, style_image=a.style_image)
+    if a.json:
+        _print_json(result)
+    else:
+        print(format_style_table(result))
+    if result["skipped"]:  # a batch goes on past bad files and exits 2 at the end (SPEC)
+        print(f"fastpercept: {len(result['skipped'])} of {len(result['skipped']) + len(result['images'])} "
+              f"content image(s) could not be read", file=sys.stderr)
+        return 2
+    return 0
+
+
 COMMANDS = {"stylize": cmd_stylize, "upscale": cmd_upscale, "train": cmd_train, "models": cmd_models,
-            "info": cmd_info, "weights": cmd_weights}
+            "info": cmd_info, "weights": cmd_weights, "optimize": cmd_optimize, "eval": cmd_eval}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
