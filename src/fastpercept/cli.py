@@ -112,6 +112,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--norm", default="instance", choices=["instance", "batch"])
     p.add_argument("--upsample", default="nearest", choices=["nearest", "deconv"])
 
+    p = tsub.add_parser("sr", help="train a super-resolution network on a folder of photos")
+    _add_training(p)
+    p.add_argument("--scale", type=int, required=True, choices=[4, 8])
+    p.add_argument("--loss", required=True, choices=["feat", "pixel"])
+    p.add_argument("--patch-size", type=_positive, default=288, help="HR patch side (px), a multiple of the scale")
+    p.add_argument("--blur-sigma", type=float, default=1.0, help="Gaussian blur before downscaling (0: none)")
+    p.add_argument("--content-weight", type=float, default=1.0)
+    p.add_argument("--tv-weight", type=float, default=1e-6)
+    p.add_argument("--content-layer", default="relu2_2")
+    p.add_argument("--upsample", default="deconv", choices=["deconv", "nearest"])
+    p.add_argument("--norm", default="batch", choices=["batch", "instance"])
+    p.add_argument("--vgg-weights", default=None)
+
     p = sub.add_parser("optimize", help="the Gatys et al. optimization baseline on the same objective")
     p.add_argument("--content", required=True)
     p.add_argument("--style", required=True, help="style image")
@@ -207,6 +220,15 @@ def cmd_train(a: argparse.Namespace) -> int:
             content_layer=a.content_layer, style_layers=tuple(a.style_layers), arch=a.arch, norm=a.norm,
             upsample=a.upsample, init_from=a.init_from)
         train.train_style(cfg)
+    else:
+        cfg = train.SRConfig(
+            data=a.data, output=a.output, iters=a.iters, batch_size=a.batch_size, lr=a.lr,
+            checkpoint_every=a.checkpoint_every, checkpoint_dir=a.checkpoint_dir, resume=a.resume, seed=a.seed,
+            device=a.device, precision=a.precision, workers=a.workers, log_every=a.log_every,
+            vgg_weights=a.vgg_weights, scale=a.scale, loss=a.loss, patch_size=a.patch_size,
+            blur_sigma=a.blur_sigma, content_layer=a.content_layer, content_weight=a.content_weight,
+            tv_weight=a.tv_weight, upsample=a.upsample, norm=a.norm)
+        train.train_sr(cfg)
     print(a.output)
     return 0
 

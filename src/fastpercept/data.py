@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -20,22 +20,30 @@ from torch.utils.data import Dataset
 
 from .errors import UserError
 from .images import list_images, load_image
+from .resize import degrade
 
 log = logging.getLogger(__name__)
 
 
-def scan_image_files(root: str | Path) -> tuple[list[Path], int]:
-    """Image files under ``root`` whose headers Pillow can read; returns ``(files, skipped)``."""
+def scan_image_files(root: str | Path, min_side: int = 0) -> tuple[list[Path], int]:
+    """Image files under ``root`` whose headers Pillow can read and whose shorter side is at
+    least ``min_side``; returns ``(files, skipped)``."""
     files, skipped = [], 0
     for path in list_images([root]):
         try:
             with Image.open(path) as im:
+                small = min(im.size) < min_side
                 im.verify()
-            files.append(path)
         except Exception:
             skipped += 1
+            continue
+        if small:
+            skipped += 1
+        else:
+            files.append(path)
     if not files:
-        raise UserError(f"{root}: no readable training images")
+        detail = f" of at least {min_side} px" if min_side else ""
+        raise UserError(f"{root}: no readable training images{detail}")
     return files, skipped
 
 
@@ -51,11 +59,12 @@ class RandomCrops(Dataset):
     ``size`` x ``size`` crop, a random horizontal flip.
 
     ``dataset[i]`` is the (3, size, size) float32 tensor in [0, 1] for global sample index ``i``
-    (any non-negative int; epochs are successive seeded permutations of the files).
+    (any non-negative int; epochs are successive seeded permutations of the files). A
+    ``transform(image (1, 3, H, W), rng)`` replaces the crop (see :func:`sr_pair`).
     """
 
     def __init__(self, files: Sequence[Path], size: int, seed: int,
-                 transform: Callable[[torch.Tensor, np.random.Generator], torch.Tensor] | None = None) -> None:
+                 transform: Callable[[torch.Tensor, np.random.Generator], Any] | None = None) -> None:
         self.files = list(files)
         self.size = size
         self.seed = seed
@@ -78,9 +87,10 @@ class RandomCrops(Dataset):
         img = img[..., top:top + self.size, left:left + self.size]
         if rng.random() < 0.5:
             img = img.flip(-1)
-        return img
+        return img[0].contiguous()
 
-    def __getitem__(self, index: int) -> torch.Tensor:
+
+    def __getitem__(self, index: int) -> Any:
         rng = np.random.default_rng([self.seed, 1, index])
         # A file that fails to decode (truncated past its header) is replaced, deterministically,
         # by the next one in the same epoch's order.
@@ -93,7 +103,7 @@ class RandomCrops(Dataset):
                     self.failed.add(path)
                     log.warning("skipping unreadable training image %s", path)
                 continue
-            return self.transform(img, rng)[0].contiguous()
+            return self.transform(img, rng)
         raise UserError("no training image could be decoded")
 
 
@@ -108,3 +118,29 @@ class SampleRange(torch.utils.data.Sampler[int]):
 
     def __len__(self) -> int:
         return self.stop - self.start
+
+
+def sr_pair(patch_size: int, scale: int, blur_sigma: float) -> Callable[[torch.Tensor, np.random.Generator], tuple]:
+    """A transform for :class:`RandomCrops` giving super-resolution pairs ``(lr, hr)``.
+
+    hr: a random ``patch_size`` crop (no resizing: that would destroy the detail SR learns),
+    under one of the 8 flips/rotations. lr: :func:`fastpercept.resize.degrade` of it —
+    Gaussian blur ``blur_sigma`` (0: none), then MATLAB-compatible bicubic by ``1/scale``.
+    Shapes (3, p/scale, p/scale) and (3, p, p), float32 in [0, 1].
+    """
+    if patch_size % scale:
+        raise UserError(f"--patch-size {patch_size} is not a multiple of the scale {scale}")
+
+    def transform(img: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        h, w = img.shape[-2:]
+        top, left = int(rng.integers(0, h - patch_size + 1)), int(rng.integers(0, w - patch_size + 1))
+        hr = img[..., top:top + patch_size, left:left + patch_size]
+        k = int(rng.integers(0, 8))
+        hr = torch.rot90(hr, k % 4, dims=(-2, -1))
+        if k >= 4:
+            hr = hr.flip(-1)
+        # LR inputs at test time are 8-bit files: train on the same quantized levels.
+        lr = (degrade(hr, scale, blur_sigma) * 255).round() / 255
+        return lr[0].contiguous(), hr[0].contiguous()
+
+    return transform

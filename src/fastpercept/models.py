@@ -94,11 +94,14 @@ def build_model(card: dict[str, Any]) -> nn.Module:
         from .nets.style import StyleNet, StyleNetConfig
 
         return StyleNet(StyleNetConfig(arch=card.get("arch", "full"), norm=card.get("norm", "instance"),
-                                       upsample=card.get("upsample", "nearest")))
+                                       upsample=card.get("upsample", "nearest"),
+                                       residual_blocks=int(card.get("residual_blocks", 5))))
     if task == "sr":
         from .nets.sr import SRNet, SRNetConfig
 
-        return SRNet(SRNetConfig(scale=int(card["scale"]), upsample=card.get("upsample", "deconv")))
+        return SRNet(SRNetConfig(scale=int(card["scale"]), upsample=card.get("upsample", "deconv"),
+                                 norm=card.get("norm", "batch"), channels=int(card.get("channels", 64)),
+                                 residual_blocks=int(card.get("residual_blocks", 4))))
     raise UserError(f"unknown model task {task!r} in card")
 
 

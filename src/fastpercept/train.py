@@ -11,7 +11,6 @@ import csv
 import datetime as _dt
 import logging
 import math
-import os
 import signal
 import sys
 import time
@@ -26,12 +25,13 @@ from tqdm import tqdm
 
 from . import __version__
 from .checkpoint import load_latest_checkpoint, restore, save_checkpoint
-from .data import RandomCrops, SampleRange, scan_image_files
+from .data import RandomCrops, SampleRange, scan_image_files, sr_pair
 from .device import autocast, resolve_device, resolve_precision
 from .errors import UserError
 from .images import load_image
-from .losses import ObjectiveWeights, StyleObjective
+from .losses import ObjectiveWeights, StyleObjective, feature_reconstruction_loss, pixel_loss, total_variation_loss
 from .models import load_model, save_model
+from .nets.sr import SRNet, SRNetConfig
 from .nets.style import StyleNet, StyleNetConfig
 from .vgg import VGG16Features
 from .weights import resolve_vgg16
@@ -82,12 +82,27 @@ class StyleConfig(RunConfig):
 
 
 @dataclass
+class SRConfig(RunConfig):
+    """``fastpercept train sr``: l_feat (relu2_2 + TV, the paper) or l_pixel (the baseline)."""
+
+    scale: int = 4
+    loss: str = "feat"
+    patch_size: int = 288
+    blur_sigma: float = 1.0
+    content_layer: str = "relu2_2"
+    content_weight: float = 1.0
+    tv_weight: float = 1e-6
+    upsample: str = "deconv"
+    norm: str = "batch"
+
+
+@dataclass
 class Task:
     """What differs between tasks: the network, the samples and the loss of a batch."""
 
     model: nn.Module
     samples: torch.utils.data.Dataset
-    loss: Callable[[nn.Module, torch.Tensor], dict[str, torch.Tensor]]
+    loss: Callable[[nn.Module, Any], dict[str, torch.Tensor]]
     card: dict[str, Any]
     frozen: list[nn.Module] = field(default_factory=list)  # moved to device/dtype with the model
 
@@ -176,7 +191,7 @@ def run(task: Task, cfg: RunConfig) -> nn.Module:
     t_last = time.perf_counter()
     with _StopFlag() as stop:
         for batch in loader:
-            batch = batch.to(device, non_blocking=True).to(memory_format=torch.channels_last)
+            batch = _to_device(batch, device)
             with autocast(device, precision):
                 terms = task.loss(model, batch)
             optimizer.zero_grad(set_to_none=True)
@@ -214,6 +229,13 @@ def run(task: Task, cfg: RunConfig) -> nn.Module:
     save_model(model.to(memory_format=torch.contiguous_format), cfg.output, card)
     model.card = card
     return model
+
+
+def _to_device(batch, device: torch.device):
+    """A tensor or a tuple of tensors (SR pairs), moved to ``device`` in channels_last."""
+    if isinstance(batch, (tuple, list)):
+        return tuple(_to_device(b, device) for b in batch)
+    return batch.to(device, non_blocking=True).to(memory_format=torch.channels_last)
 
 
 def _device_name(device: torch.device) -> str:
@@ -267,3 +289,52 @@ def train_style(cfg: StyleConfig) -> nn.Module:
     # The style targets were computed in fp32 at construction; only the network's side runs in
     # the training precision.
     return run(style_task(cfg), cfg)
+
+
+def sr_task(cfg: SRConfig) -> Task:
+    """The super-resolution task: :class:`SRNet` under l_feat (+ TV) or l_pixel."""
+    if cfg.loss not in ("feat", "pixel"):
+        raise UserError(f"--loss must be feat or pixel, not {cfg.loss!r}")
+    files, skipped = scan_image_files(cfg.data, min_side=cfg.patch_size)
+    if skipped:
+        log.warning("%s: skipped %d image(s) unreadable or smaller than the %d px patch", cfg.data, skipped,
+                    cfg.patch_size)
+    torch.manual_seed(cfg.seed)
+    net_config = SRNetConfig(scale=cfg.scale, upsample=cfg.upsample, norm=cfg.norm)
+    model = SRNet(net_config)
+    card: dict[str, Any] = {
+        "task": "sr", "arch": "srnet", **net_config.to_dict(), "loss": cfg.loss, "patch_size": cfg.patch_size,
+        "blur_sigma": cfg.blur_sigma, "dataset": f"{cfg.data} ({len(files)} images)",
+    }
+    frozen: list[nn.Module] = []
+    if cfg.loss == "feat":
+        weights = resolve_vgg16(cfg.vgg_weights)
+        vgg = VGG16Features(weights)
+        frozen.append(vgg)
+        layer = cfg.content_layer
+        card.update(content_layer=layer, content_weight=cfg.content_weight, tv_weight=cfg.tv_weight,
+                    vgg_sha256=weights.sha256, loss_terms=["feat", "tv"])
+
+        def loss(net: nn.Module, pair: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
+            lr, hr = pair
+            with torch.no_grad():
+                target = vgg(hr, (layer,))[layer]
+            sr = net(lr)
+            feat = feature_reconstruction_loss(vgg(sr, (layer,))[layer], target)
+            tv = total_variation_loss(sr)
+            return {"feat": feat, "tv": tv, "total": cfg.content_weight * feat + cfg.tv_weight * tv}
+    else:
+        card["loss_terms"] = ["pixel"]
+
+        def loss(net: nn.Module, pair: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
+            lr, hr = pair
+            pixel = pixel_loss(net(lr), hr)
+            return {"pixel": pixel, "total": pixel}
+
+    samples = RandomCrops(files, cfg.patch_size, cfg.seed, transform=sr_pair(cfg.patch_size, cfg.scale, cfg.blur_sigma))
+    return Task(model=model, samples=samples, loss=loss, card=card, frozen=frozen)
+
+
+def train_sr(cfg: SRConfig) -> nn.Module:
+    """``fastpercept train sr``: returns the trained :class:`SRNet` (also written to ``cfg.output``)."""
+    return run(sr_task(cfg), cfg)

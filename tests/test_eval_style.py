@@ -1,0 +1,181 @@
+"""``eval style``: a (tiny, untrained) style model scored on its card's objective, vs L-BFGS."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fastpercept.errors import UserError
+from fastpercept.evaluate import eval_style, find_style_image, format_style_table
+from fastpercept.images import load_image
+from fastpercept.inference import run_network
+from fastpercept.losses import ObjectiveWeights, StyleObjective
+from fastpercept.models import load_model, save_model
+from fastpercept.nets.style import StyleNet, StyleNetConfig
+
+TERM_KEYS = {"content", "style", "tv", "total"}
+# Not the defaults: proves the objective is rebuilt from the card.
+CARD_WEIGHTS = {"content_weight": 2.0, "style_weight": 7.0, "tv_weight": 1e-3,
+                "content_layer": "relu2_2", "style_layers": ["relu1_2", "relu2_2", "relu3_3"]}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _card(vgg_sha: str, style_image: str) -> dict:
+    return {"task": "style", **StyleNetConfig(arch="half").to_dict(), **CARD_WEIGHTS,
+            "style_image": style_image, "style_size": 32, "image_size": 256, "iterations": 0, "batch_size": 4,
+            "lr": 1e-3, "seed": 0, "train_seconds": 0.0, "device": "cpu", "precision": "fp32",
+            "dataset": "none", "vgg_sha256": vgg_sha, "final_losses": {}, "created": "2024-01-01T00:00:00Z",
+            "version": "0.1.0"}
+
+
+def _save_tiny_model(path: Path, vgg_sha: str, style_image: str) -> Path:
+    torch.manual_seed(0)
+    return save_model(StyleNet(StyleNetConfig(arch="half")), path, _card(vgg_sha, style_image))
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory, vgg, shared_data):
+    root = tmp_path_factory.mktemp("eval_style")
+    model = _save_tiny_model(root / "tiny.safetensors", vgg.sha256, "mosaic.jpg")
+    missing = _save_tiny_model(root / "lost.safetensors", vgg.sha256, "no_such_style_4f2a.jpg")
+    content = root / "content"
+    content.mkdir()
+    rng = np.random.default_rng(0)
+    for name, (h, w) in {"a.png": (40, 48), "b.png": (36, 28)}.items():
+        ramp = np.linspace(0, 255, w)[None, :, None] * np.ones((h, 1, 3))
+        pixels = np.clip(ramp + rng.normal(0, 30, (h, w, 3)), 0, 255).astype(np.uint8)
+        Image.fromarray(pixels).save(content / name)
+    return {"model": model, "missing": missing, "content": content,
+            "style": shared_data / "styles" / "mosaic.jpg"}
+
+
+@pytest.fixture(scope="module")
+def result(setup):
+    return eval_style(setup["model"], setup["content"], size=32, vs_optimize=(3, 2), device="cpu",
+                      precision="fp32", style_image=setup["style"])
+
+
+def _weighted(terms: dict) -> float:
+    w = CARD_WEIGHTS
+    return w["content_weight"] * terms["content"] + w["style_weight"] * terms["style"] + w["tv_weight"] * terms["tv"]
+
+
+def test_result_has_the_spec_shape(result):
+    assert {"model", "size", "images", "mean", "objective", "seconds"} <= set(result)
+    assert result["model"] == "tiny" and result["size"] == 32
+    assert [im["name"] for im in result["images"]] == ["a.png", "b.png"]
+    rows = ["network", "lbfgs_2", "lbfgs_3"]
+    for im in result["images"]:
+        assert set(im) == {"name", *rows}
+        for r in rows:
+            assert set(im[r]) == TERM_KEYS and all(isinstance(v, float) for v in im[r].values())
+    assert list(result["mean"]) == rows and list(result["seconds"]) == rows
+    assert all(set(result["mean"][r]) == TERM_KEYS for r in rows)
+    assert all(result["seconds"][r] > 0 for r in rows)
+    assert result["seconds"]["lbfgs_2"] <= result["seconds"]["lbfgs_3"]
+    assert result["skipped"] == []
+    json.dumps(result)  # plain JSON types only
+
+
+def test_objective_comes_from_the_card(result, setup):
+    obj = result["objective"]
+    for k, v in CARD_WEIGHTS.items():
+        assert obj[k] == v
+    assert obj["style_size"] == 32 and Path(obj["style_image"]).name == "mosaic.jpg"
+
+
+def test_totals_are_weighted_sums_and_means_are_means(result):
+    for im in result["images"]:
+        for r in ("network", "lbfgs_2", "lbfgs_3"):
+            assert im[r]["total"] == pytest.approx(_weighted(im[r]), rel=1e-5)
+        assert im["lbfgs_3"]["total"] < im["lbfgs_2"]["total"]
+    for r, mean in result["mean"].items():
+        for k in TERM_KEYS:
+            assert mean[k] == pytest.approx(sum(im[r][k] for im in result["images"]) / 2)
+
+
+def test_network_terms_match_a_direct_computation(result, setup, vgg):
+    """The same content tensor, network output and objective, computed here by hand."""
+    model = load_model(setup["model"])
+    weights = ObjectiveWeights(CARD_WEIGHTS["content_weight"], CARD_WEIGHTS["style_weight"],
+                               CARD_WEIGHTS["tv_weight"], CARD_WEIGHTS["content_layer"],
+                               tuple(CARD_WEIGHTS["style_layers"]))
+    objective = StyleObjective(vgg, load_image(setup["style"], max_size=32).rgb, weights)
+    x = load_image(setup["content"] / "b.png", max_size=32).rgb
+    with torch.no_grad():
+        terms = objective(run_network(model, x), objective.content_features(x))
+    got = result["images"][1]["network"]
+    for k in TERM_KEYS:
+        assert got[k] == pytest.approx(float(terms[k]), rel=1e-4)
+
+
+def test_table_lists_every_row(result):
+    table = format_style_table(result)
+    lines = table.splitlines()
+    assert any(line.startswith("network") for line in lines)
+    assert any(line.startswith("lbfgs_2") for line in lines) and any(line.startswith("lbfgs_3") for line in lines)
+    assert "total" in table and "s/image" in table
+
+
+def test_unreadable_content_is_skipped(setup, tmp_path):
+    content = tmp_path / "content"
+    content.mkdir()
+    (content / "bad.png").write_bytes(b"not an image")
+    Image.open(setup["content"] / "a.png").save(content / "good.png")
+    res = eval_style(setup["model"], content, size=32, device="cpu", precision="fp32", style_image=setup["style"])
+    assert [im["name"] for im in res["images"]] == ["good.png"] and res["skipped"] == ["bad.png"]
+    assert list(res["mean"]) == ["network"]
+
+
+def test_style_image_lookup(setup, tmp_path, monkeypatch):
+    model = setup["model"]
+    assert find_style_image("mosaic.jpg", model, explicit="x/y.png") == Path("x/y.png")
+    # Beside the model file, then the shared styles folder.
+    assert find_style_image("mosaic.jpg", model).name == "mosaic.jpg"
+    # Relative to the current folder first.
+    monkeypatch.chdir(tmp_path)
+    Image.new("RGB", (8, 8)).save(tmp_path / "mine.png")
+    assert find_style_image("mine.png", model) == Path("mine.png")
+    with pytest.raises(UserError, match="--style-image") as err:
+        find_style_image("no_such_style_4f2a.jpg", model)
+    assert "\n" not in str(err.value)
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "fastpercept", *args], capture_output=True, text=True,
+                          env=env, timeout=300)
+
+
+def test_cli_json_is_the_only_stdout(setup):
+    p = _cli("eval", "style", "--model", str(setup["model"]), "--content", str(setup["content"]), "--size", "32",
+             "--vs-optimize", "2", "--style-image", str(setup["style"]), "--device", "cpu", "--precision", "fp32",
+             "--json")
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)
+    assert doc["model"] == "tiny" and list(doc["mean"]) == ["network", "lbfgs_2"]
+    assert [im["name"] for im in doc["images"]] == ["a.png", "b.png"]
+
+
+def test_cli_missing_style_image_is_one_line_exit_2(setup):
+    p = _cli("eval", "style", "--model", str(setup["missing"]), "--content", str(setup["content"]),
+             "--size", "32", "--json")
+    assert p.returncode == 2
+    assert p.stdout == ""
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no_such_style_4f2a.jpg" in lines[0] and "--style-image" in lines[0]

@@ -1,0 +1,139 @@
+"""The Gatys et al. optimization baseline (fastpercept.optimize) on the real VGG-16 objective.
+
+Tiny sizes keep it fast: content is chicago.jpg reduced to 64 px (43x64), style mosaic.jpg at
+64 px. Measured here (1 thread): the objective falls from 630 (noise) to 38.9 after 25 L-BFGS
+iterations, against 45.8 after 25 Adam steps.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fastpercept.images import load_image
+from fastpercept.losses import ObjectiveWeights, StyleObjective
+from fastpercept.optimize import TERMS, initial_image, optimize_image
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    # The optimizer's many small ops slow down ~7x when two threads fight over busy cores.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def objective(vgg, shared_data) -> StyleObjective:
+    style = load_image(shared_data / "styles" / "mosaic.jpg", max_size=64).rgb
+    return StyleObjective(vgg, style, ObjectiveWeights())
+
+
+@pytest.fixture(scope="module")
+def content(shared_data) -> torch.Tensor:
+    return load_image(shared_data / "content" / "chicago.jpg", max_size=64).rgb
+
+
+@pytest.fixture(scope="module")
+def lbfgs_run(objective, content):
+    return optimize_image(objective, content, 25, optimizer="lbfgs", init="noise", seed=0, record_at=(0, 5, 25))
+
+
+def test_lbfgs_decreases_the_objective(lbfgs_run):
+    totals = [h["total"] for h in lbfgs_run.history]
+    assert len(totals) == 26  # iterations 0..25
+    assert totals[-1] < totals[0] / 8  # measured: 630 -> 38.9
+    increases = sum(b > a for a, b in zip(totals, totals[1:]))
+    assert increases <= 2  # monotone, give or take a rejected quasi-Newton step
+    assert totals[-1] <= 1.05 * min(totals)
+    assert lbfgs_run.evaluations == 26  # one per iteration, plus the final terms
+
+
+def test_history_is_the_objective_of_the_returned_image(lbfgs_run, objective, content):
+    image = lbfgs_run.image
+    assert image.shape == content.shape and image.dtype == torch.float32
+    assert float(image.min()) >= 0.0 and float(image.max()) <= 1.0
+    with torch.no_grad():
+        direct = objective(image, objective.content_features(content))
+    for k in TERMS:
+        assert float(direct[k]) == pytest.approx(lbfgs_run.history[-1][k], rel=1e-4)
+    w = objective.weights
+    for h in lbfgs_run.history:
+        weighted = w.content_weight * h["content"] + w.style_weight * h["style"] + w.tv_weight * h["tv"]
+        assert h["total"] == pytest.approx(weighted, rel=1e-5)
+
+
+def test_snapshots_at_requested_iterations(lbfgs_run):
+    assert sorted(lbfgs_run.snapshots) == [0, 5, 25]
+    for k, terms in lbfgs_run.snapshots.items():
+        assert terms == lbfgs_run.history[k]
+    assert lbfgs_run.snapshots[25]["total"] < lbfgs_run.snapshots[5]["total"] < lbfgs_run.snapshots[0]["total"]
+    secs = lbfgs_run.seconds
+    assert sorted(secs) == [0, 5, 25] and 0.0 <= secs[0] <= secs[5] <= secs[25]
+
+
+def test_lbfgs_beats_adam_at_equal_iterations(lbfgs_run, objective, content):
+    adam = optimize_image(objective, content, 25, optimizer="adam", init="noise", seed=0)
+    assert adam.history[0] == lbfgs_run.history[0]  # same start
+    assert adam.history[-1]["total"] < adam.history[0]["total"] / 8  # Adam decreases too
+    # Measured 38.9 vs 45.8 (and 26.4 vs 27.6 after 100 iterations).
+    assert lbfgs_run.history[-1]["total"] < 0.95 * adam.history[-1]["total"]
+
+
+def test_content_init_starts_at_zero_content_loss(objective, content):
+    run = optimize_image(objective, content, 2, init="content", record_at=(0,))
+    assert run.history[0]["content"] == 0.0
+    assert run.snapshots[0]["total"] == pytest.approx(
+        objective.weights.style_weight * run.history[0]["style"] + objective.weights.tv_weight * run.history[0]["tv"])
+    assert run.history[-1]["total"] < run.history[0]["total"]
+    assert run.history[-1]["content"] > 0.0  # it moved away from the content to gain style
+
+
+def test_deterministic_with_a_fixed_seed(objective, content):
+    a = optimize_image(objective, content, 3, seed=7)
+    b = optimize_image(objective, content, 3, seed=7)
+    c = optimize_image(objective, content, 3, seed=8)
+    assert torch.equal(a.image, b.image) and a.history == b.history
+    assert not torch.equal(a.image, c.image) and a.history[0] != c.history[0]
+
+
+def test_noise_init_is_seeded_noise_in_range(content):
+    x = initial_image(content, "noise", seed=0)
+    assert x.shape == content.shape and float(x.min()) >= 0.0 and float(x.max()) <= 1.0
+    assert float(x.mean()) == pytest.approx(0.5, abs=0.02)
+    assert 0.15 < float(x.std()) < 0.3
+    assert torch.equal(x, initial_image(content, "noise", seed=0))
+
+
+def test_bad_arguments(objective, content):
+    with pytest.raises(ValueError, match="record_at"):
+        optimize_image(objective, content, 3, record_at=(4,))
+    with pytest.raises(ValueError, match="optimizer"):
+        optimize_image(objective, content, 1, optimizer="sgd")
+    with pytest.raises(ValueError, match="init"):
+        optimize_image(objective, content, 1, init="zeros")
+
+
+def test_cli_optimize_writes_the_image(tmp_path, shared_data, capsys):
+    from fastpercept.cli import main
+
+    out = tmp_path / "sub" / "opt.png"
+    rc = main(["optimize", "--content", str(shared_data / "content" / "chicago.jpg"),
+               "--style", str(shared_data / "styles" / "mosaic.jpg"), "-o", str(out), "--iters", "2",
+               "--size", "32", "--style-size", "32", "--device", "cpu"])
+    assert rc == 0
+    assert capsys.readouterr().out.strip() == str(out)
+    img = load_image(out).rgb
+    expected = load_image(shared_data / "content" / "chicago.jpg", max_size=32).rgb
+    assert img.shape == expected.shape and img.shape[-1] == 32
+
+
+def test_cli_optimize_refuses_a_bad_output_suffix(tmp_path, shared_data, capsys):
+    from fastpercept.cli import main
+
+    rc = main(["optimize", "--content", str(shared_data / "content" / "chicago.jpg"),
+               "--style", str(shared_data / "styles" / "mosaic.jpg"), "-o", str(tmp_path / "out.xyz"),
+               "--iters", "1", "--size", "32"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "out.xyz" in err[0]
