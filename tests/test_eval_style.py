@@ -27,14 +27,6 @@ CARD_WEIGHTS = {"content_weight": 2.0, "style_weight": 7.0, "tv_weight": 1e-3,
                 "content_layer": "relu2_2", "style_layers": ["relu1_2", "relu2_2", "relu3_3"]}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _card(vgg_sha: str, style_image: str) -> dict:
     return {"task": "style", **StyleNetConfig(arch="half").to_dict(), **CARD_WEIGHTS,
             "style_image": style_image, "style_size": 32, "image_size": 256, "iterations": 0, "batch_size": 4,

@@ -15,15 +15,6 @@ from fastpercept.losses import ObjectiveWeights, StyleObjective
 from fastpercept.optimize import TERMS, initial_image, optimize_image
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # The optimizer's many small ops slow down ~7x when two threads fight over busy cores.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def objective(vgg, shared_data) -> StyleObjective:
     style = load_image(shared_data / "styles" / "mosaic.jpg", max_size=64).rgb

@@ -207,27 +207,29 @@ def cmd_upscale(a: argparse.Namespace) -> int:
                                               precision=a.precision, output=d), "upscale")
 
 
+def _run_options(a: argparse.Namespace) -> dict:
+    """The flags every training task shares (``train.RunConfig``)."""
+    return dict(data=a.data, output=a.output, iters=a.iters, batch_size=a.batch_size, lr=a.lr,
+                checkpoint_every=a.checkpoint_every, checkpoint_dir=a.checkpoint_dir, resume=a.resume, seed=a.seed,
+                device=a.device, precision=a.precision, workers=a.workers, log_every=a.log_every,
+                vgg_weights=a.vgg_weights)
+
+
 def cmd_train(a: argparse.Namespace) -> int:
     from . import train
 
     if a.task == "style":
         cfg = train.StyleConfig(
-            data=a.data, output=a.output, iters=a.iters, batch_size=a.batch_size, lr=a.lr,
-            checkpoint_every=a.checkpoint_every, checkpoint_dir=a.checkpoint_dir, resume=a.resume, seed=a.seed,
-            device=a.device, precision=a.precision, workers=a.workers, log_every=a.log_every,
-            vgg_weights=a.vgg_weights, style_image=a.style_image, image_size=a.image_size, style_size=a.style_size,
+            **_run_options(a), style_image=a.style_image, image_size=a.image_size, style_size=a.style_size,
             content_weight=a.content_weight, style_weight=a.style_weight, tv_weight=a.tv_weight,
             content_layer=a.content_layer, style_layers=tuple(a.style_layers), arch=a.arch, norm=a.norm,
             upsample=a.upsample, init_from=a.init_from)
         train.train_style(cfg)
     else:
         cfg = train.SRConfig(
-            data=a.data, output=a.output, iters=a.iters, batch_size=a.batch_size, lr=a.lr,
-            checkpoint_every=a.checkpoint_every, checkpoint_dir=a.checkpoint_dir, resume=a.resume, seed=a.seed,
-            device=a.device, precision=a.precision, workers=a.workers, log_every=a.log_every,
-            vgg_weights=a.vgg_weights, scale=a.scale, loss=a.loss, patch_size=a.patch_size,
-            blur_sigma=a.blur_sigma, content_layer=a.content_layer, content_weight=a.content_weight,
-            tv_weight=a.tv_weight, upsample=a.upsample, norm=a.norm)
+            **_run_options(a), scale=a.scale, loss=a.loss, patch_size=a.patch_size, blur_sigma=a.blur_sigma,
+            content_layer=a.content_layer, content_weight=a.content_weight, tv_weight=a.tv_weight,
+            upsample=a.upsample, norm=a.norm)
         train.train_sr(cfg)
     print(a.output)
     return 0
