@@ -91,6 +91,17 @@ def test_init_from_starts_from_the_given_model(photos, style_png, tmp_path):
     assert read_card(tmp_path / "tuned.safetensors")["init_from"] == str(first)
 
 
+def test_resume_at_or_past_iters_exports_the_checkpoint(photos, style_png, tmp_path):
+    out = tmp_path / "m.safetensors"
+    trained = train_style(_cfg(photos, style_png, out, iters=3))
+    out.unlink()
+    exported = train_style(_cfg(photos, style_png, out, iters=1, resume=True))
+    card = read_card(out)
+    assert card["iterations"] == 3 and set(card["final_losses"]) == {"content", "style", "tv", "total"}
+    for v, v2 in zip(trained.state_dict().values(), exported.state_dict().values()):
+        assert torch.equal(v, v2)
+
+
 def test_existing_checkpoints_without_resume_are_refused(photos, style_png, tmp_path):
     train_style(_cfg(photos, style_png, tmp_path / "m.safetensors", iters=2))
     with pytest.raises(UserError, match="--resume"):

@@ -151,6 +151,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the model's style image (default: its card's file name, looked up in the usual places)")
     _add_runtime(p)
 
+    p = esub.add_parser("sr", help="PSNR/SSIM (Y) and LPIPS of an SR model or bicubic on a benchmark folder")
+    p.add_argument("--model", required=True, help="shipped SR model name, model file, or 'bicubic'")
+    p.add_argument("--data", required=True, help="benchmark folder: DIR/HR/NAME.png with DIR/LR_x{s}/NAME.png "
+                                                 "(LR made from HR with MATLAB bicubic where missing)")
+    p.add_argument("--scale", type=int, default=None, choices=[4, 8],
+                   help="required with --model bicubic; a model's scale comes from its card")
+    p.add_argument("--tile", type=_positive, default=None, help="run the network in tiles of this many pixels")
+    p.add_argument("--lpips-net", default="alex", choices=["alex", "vgg"])
+    p.add_argument("--json", action="store_true")
+    _add_runtime(p)
+
     p = sub.add_parser("models", help="list shipped models")
     p.add_argument("--json", action="store_true")
     p = sub.add_parser("info", help="show a model's card")
@@ -312,11 +323,41 @@ def cmd_optimize(a: argparse.Namespace) -> int:
 
 
 def cmd_eval(a: argparse.Namespace) -> int:
-    """``eval style`` (and, later, ``eval sr``)."""
+    """``eval style`` and ``eval sr``."""
     if a.task == "style":
         return cmd_eval_style(a)
-    # "sr" is added beside "style" here (cmd_eval_sr).
+    if a.task == "sr":
+        return cmd_eval_sr(a)
     raise UserError(f"eval {a.task}: not supported")
+
+
+def _finite_json(doc):
+    """``doc`` with non-finite floats (PSNR of an exact reconstruction) as None: strict JSON."""
+    import math
+
+    if isinstance(doc, float):
+        return doc if math.isfinite(doc) else None
+    if isinstance(doc, dict):
+        return {k: _finite_json(v) for k, v in doc.items()}
+    if isinstance(doc, (list, tuple)):
+        return [_finite_json(v) for v in doc]
+    return doc
+
+
+def cmd_eval_sr(a: argparse.Namespace) -> int:
+    from .evaluate import eval_sr, format_sr_table
+
+    result = eval_sr(a.model, a.data, scale=a.scale, tile=a.tile, device=a.device, precision=a.precision,
+                     lpips_net=a.lpips_net)
+    if a.json:
+        _print_json(_finite_json(result))
+    else:
+        print(format_sr_table(result))
+    if result["skipped"]:  # a batch goes on past bad files and exits 2 at the end (SPEC)
+        print(f"fastpercept: {len(result['skipped'])} of {len(result['skipped']) + len(result['images'])} "
+              f"image pair(s) could not be read", file=sys.stderr)
+        return 2
+    return 0
 
 
 def cmd_eval_style(a: argparse.Namespace) -> int:

@@ -166,6 +166,7 @@ def run(task: Task, cfg: RunConfig) -> nn.Module:
 
     ckpt_dir = cfg.ckpt_dir
     step = 0
+    found = None
     if cfg.resume:
         found = load_latest_checkpoint(ckpt_dir)
         if found is None:
@@ -178,7 +179,11 @@ def run(task: Task, cfg: RunConfig) -> nn.Module:
                         "or remove the folder to start over")
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     config = {k: v for k, v in asdict(cfg).items()}
-    train_seconds = float(found[1]["extra"].get("train_seconds", 0.0)) if cfg.resume and found else 0.0
+    extra = found[1]["extra"] if cfg.resume and found else {}
+    train_seconds = float(extra.get("train_seconds", 0.0))
+    # With --iters at or below the checkpoint's step nothing is trained: the model file is
+    # written from the checkpoint (how a snapshot of a running job is exported).
+    last: dict[str, float] = dict(extra.get("last_losses", {}))
 
     loader = DataLoader(task.samples, batch_size=cfg.batch_size, sampler=SampleRange(step * cfg.batch_size, cfg.iters * cfg.batch_size),
                         num_workers=cfg.workers, drop_last=True, persistent_workers=False)
@@ -187,7 +192,6 @@ def run(task: Task, cfg: RunConfig) -> nn.Module:
     bar = tqdm(total=cfg.iters, initial=step, desc="train", unit="step", dynamic_ncols=True,
                disable=not sys.stderr.isatty(), file=sys.stderr)
     model.train()
-    last: dict[str, float] = {}
     t_last = time.perf_counter()
     with _StopFlag() as stop:
         for batch in loader:
@@ -215,7 +219,8 @@ def run(task: Task, cfg: RunConfig) -> nn.Module:
                              " ".join(f"{k}={v:.4g}" for k, v in last.items()), train_seconds / max(step, 1))
             stopping = stop.raised is not None
             if step % cfg.checkpoint_every == 0 or step == cfg.iters or stopping:
-                save_checkpoint(ckpt_dir, step, model, optimizer, config, {"train_seconds": train_seconds})
+                save_checkpoint(ckpt_dir, step, model, optimizer, config,
+                                {"train_seconds": train_seconds, "last_losses": last})
             if stopping:
                 bar.close()
                 raise UserError(f"stopped at step {step}; checkpoint saved in {ckpt_dir}, rerun with --resume")
