@@ -15,7 +15,8 @@ from PIL import Image
 
 from .device import resolve_device, resolve_precision
 from .images import LoadedImage, from_pil, load_image, save_image, to_pil
-from .inference import blend_strength, preserve_color as _preserve_color, run_network
+from .errors import UserError
+from .inference import MIN_TILE, blend_strength, preserve_color as _preserve_color, run_network
 from .models import load_model as _load_model
 
 ImageLike = Union[Image.Image, str, os.PathLike, torch.Tensor]
@@ -42,12 +43,12 @@ def _as_loaded(image: ImageLike, max_size: int | None) -> LoadedImage:
 
 def _transform(image: ImageLike, model_name: str, task: str, *, output: str | os.PathLike | None, max_size: int | None,
                tile: int | None, device: str, precision: str, post) -> ImageLike:
+    if tile is not None and tile < MIN_TILE:
+        raise UserError(f"--tile must be at least {MIN_TILE} px, not {tile}")
     dev = resolve_device(device)
     prec = resolve_precision(precision, dev)
     model = _cached_model(str(model_name), str(dev))
     if model.card.get("task") != task:
-        from .errors import UserError
-
         raise UserError(f"{model_name}: a {model.card.get('task')} model, not a {task} model")
     scale = int(model.card.get("scale", 1))
     if isinstance(image, torch.Tensor):

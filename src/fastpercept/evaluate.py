@@ -421,6 +421,8 @@ def eval_sr(
         where = lr_path or hr_path
         if min(hr.shape[-2:]) < max(32, 2 * scale + 11):  # LPIPS's AlexNet; SSIM's window past the border
             raise UserError(f"{hr_path}: {hr.shape[-1]}x{hr.shape[-2]} px is too small to measure at x{scale}")
+        if net is not None and min(lr.shape[-2:]) < 5:  # the 9x9 reflection-padded first layer
+            raise UserError(f"{where}: {lr.shape[-1]}x{lr.shape[-2]} px is too small for the network (5 px at least)")
         lr = lr.to(dev)
         if net is None:
             sr = bicubic_upscale(lr, scale)
@@ -468,9 +470,9 @@ def format_sr_table(result: dict[str, Any]) -> str:
     """Per-image rows and the mean: PSNR (dB, Y), SSIM (Y), LPIPS, as a plain text table."""
     rows = result["images"]
     width = max([len("mean"), *(len(im["name"]) for im in rows)]) + 2
-    lines = [f"model {result['model']} x{result['scale']} on {result.get('data', '?')} ({len(rows)} image(s); "
-             f"PSNR/SSIM on Y, border {result['scale']}; LPIPS {result.get('lpips_net', 'alex')})",
-             f"{'image':<{width}}{'PSNR dB':>10}{'SSIM':>9}{'LPIPS':>9}"]
+    title = (f"model {result['model']} x{result['scale']} on {result.get('data', '?')} ({len(rows)} image(s); "
+             f"PSNR/SSIM on Y, border {result['scale']}; LPIPS {result.get('lpips_net', 'alex')})")
+    lines = [title, f"{'image':<{width}}{'PSNR dB':>10}{'SSIM':>9}{'LPIPS':>9}"]
 
     def row(label: str, m: dict[str, float]) -> str:
         return f"{label:<{width}}{m['psnr']:>10.2f}{m['ssim']:>9.4f}{m['lpips']:>9.4f}"

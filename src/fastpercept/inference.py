@@ -20,6 +20,9 @@ from .device import autocast
 
 # Context each tile carries on every side (the style network's receptive field is ~±60 px).
 DEFAULT_OVERLAP = 64
+# Below this side the networks' reflection padding has nothing to reflect: pad inputs up to it.
+MIN_SIDE = 16
+MIN_TILE = 32
 
 
 def _is_instance_norm(m: nn.Module) -> bool:
@@ -111,6 +114,13 @@ def run_network(model: nn.Module, x: torch.Tensor, tile: int | None = None, over
     """
     device = x.device
     h, w = x.shape[-2:]
+    if min(h, w) < MIN_SIDE:
+        # Tiny images: replicate the border up to MIN_SIDE, run, and crop the result back.
+        x = F.pad(x, (0, max(0, MIN_SIDE - w), 0, max(0, MIN_SIDE - h)), mode="replicate")
+        y = run_network(model, x, tile=None, scale=scale, precision=precision, stats_size=stats_size)
+        return y[..., : h * scale, : w * scale]
+    if tile is not None and tile < MIN_TILE:
+        raise ValueError(f"tile must be at least {MIN_TILE} px, not {tile}")
     with torch.inference_mode(), autocast(device, precision):
         if tile is None or (h <= tile and w <= tile):
             return model(x).float().clamp(0, 1)

@@ -300,7 +300,14 @@ def sr_task(cfg: SRConfig) -> Task:
     """The super-resolution task: :class:`SRNet` under l_feat (+ TV) or l_pixel."""
     if cfg.loss not in ("feat", "pixel"):
         raise UserError(f"--loss must be feat or pixel, not {cfg.loss!r}")
-    files, skipped = scan_image_files(cfg.data, min_side=cfg.patch_size)
+    if cfg.scale not in (2, 4, 8):
+        raise UserError(f"--scale must be 4 or 8 (or 2), not {cfg.scale}")
+    if cfg.patch_size % cfg.scale:
+        raise UserError(f"--patch-size {cfg.patch_size} is not a multiple of the scale {cfg.scale}")
+    try:
+        files, skipped = scan_image_files(cfg.data, min_side=cfg.patch_size)
+    except UserError as e:
+        raise UserError(f"{e} (lower --patch-size)") from None
     if skipped:
         log.warning("%s: skipped %d image(s) unreadable or smaller than the %d px patch", cfg.data, skipped,
                     cfg.patch_size)
