@@ -124,7 +124,8 @@ def test_sigterm_saves_a_checkpoint_and_resume_finishes(photos, style_png, tmp_p
     out = tmp_path / "m.safetensors"
     cmd = [sys.executable, "-m", "fastpercept", "train", "style", "--data", str(photos), "--style-image",
            str(style_png), "-o", str(out), "--iters", "100000", "--batch-size", "1", "--image-size", "32",
-           "--style-size", "48", "--arch", "half", "--checkpoint-every", "100000", "--precision", "fp32"]
+           "--style-size", "48", "--arch", "half", "--checkpoint-every", "100000", "--precision", "fp32",
+           "--log-every", "1"]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
     csv = tmp_path / "m.ckpt" / "losses.csv"
     deadline = time.time() + 120
