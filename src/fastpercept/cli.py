@@ -73,6 +73,7 @@ def _add_training(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=0, help="data loader processes")
     p.add_argument("--log-every", type=_positive, default=50, help="steps between CSV rows")
+    p.add_argument("--compile", action="store_true", help="torch.compile the network and losses (faster steps)")
     _add_runtime(p)
 
 
@@ -223,7 +224,7 @@ def _run_options(a: argparse.Namespace) -> dict:
     return dict(data=a.data, output=a.output, iters=a.iters, batch_size=a.batch_size, lr=a.lr,
                 checkpoint_every=a.checkpoint_every, checkpoint_dir=a.checkpoint_dir, resume=a.resume, seed=a.seed,
                 device=a.device, precision=a.precision, workers=a.workers, log_every=a.log_every,
-                vgg_weights=a.vgg_weights)
+                vgg_weights=a.vgg_weights, compile=a.compile)
 
 
 def cmd_train(a: argparse.Namespace) -> int:
