@@ -102,6 +102,13 @@ def test_resume_at_or_past_iters_exports_the_checkpoint(photos, style_png, tmp_p
         assert torch.equal(v, v2)
 
 
+def test_resume_with_a_different_objective_is_refused(photos, style_png, tmp_path):
+    out = tmp_path / "m.safetensors"
+    train_style(_cfg(photos, style_png, out, iters=2))
+    with pytest.raises(UserError, match="style_weight"):
+        train_style(_cfg(photos, style_png, out, iters=4, resume=True, style_weight=50.0))
+
+
 def test_existing_checkpoints_without_resume_are_refused(photos, style_png, tmp_path):
     train_style(_cfg(photos, style_png, tmp_path / "m.safetensors", iters=2))
     with pytest.raises(UserError, match="--resume"):

@@ -173,6 +173,7 @@ def run(task: Task, cfg: RunConfig) -> nn.Module:
         if found is None:
             log.warning("--resume: no checkpoint in %s, starting from step 0", ckpt_dir)
         else:
+            _check_same_run(found[1]["config"], asdict(cfg), ckpt_dir)
             step = restore(*found, model, optimizer)
             log.info("resumed from step %d (%s)", step, ckpt_dir)
     elif list(ckpt_dir.glob("step-*.safetensors")):
@@ -241,6 +242,25 @@ def run(task: Task, cfg: RunConfig) -> nn.Module:
     save_model(model.to(memory_format=torch.contiguous_format), cfg.output, card)
     model.card = card
     return model
+
+
+# Flags that may change between a run and its resumption; any other change would silently
+# mix two different trainings in one model.
+_RESUMABLE_CHANGES = {"iters", "resume", "checkpoint_every", "checkpoint_dir", "log_every", "workers", "device",
+                      "precision", "compile", "output", "data", "vgg_weights", "style_image"}
+
+
+def _check_same_run(saved: dict[str, Any], current: dict[str, Any], ckpt_dir: Path) -> None:
+    changed = [k for k in current if k not in _RESUMABLE_CHANGES and k in saved
+               and _comparable(saved[k]) != _comparable(current[k])]
+    if changed:
+        detail = ", ".join(f"{k} {saved[k]!r} -> {current[k]!r}" for k in changed)
+        raise UserError(f"{ckpt_dir}: --resume with different settings ({detail}); use the original flags "
+                        "or a new output")
+
+
+def _comparable(value: Any) -> Any:
+    return list(value) if isinstance(value, (tuple, list)) else value
 
 
 def _to_device(batch, device: torch.device):
