@@ -108,16 +108,25 @@ class RandomCrops(Dataset):
 
 
 class SampleRange(torch.utils.data.Sampler[int]):
-    """Global sample indices ``start, start+1, ..., stop-1`` (resume starts mid-stream)."""
+    """The global sample indices of steps ``first_step .. last_step - 1`` for one process.
 
-    def __init__(self, start: int, stop: int) -> None:
-        self.start, self.stop = start, stop
+    Step ``t`` of a run with ``world`` processes uses samples ``t * world * batch_size`` up to
+    ``(t + 1) * world * batch_size``; process ``rank`` takes its contiguous ``batch_size`` share.
+    One process therefore sees the same samples as ``world`` processes together, and a resumed
+    run starts exactly where the interrupted one stopped.
+    """
+
+    def __init__(self, first_step: int, last_step: int, batch_size: int, rank: int = 0, world: int = 1) -> None:
+        self.first_step, self.last_step = first_step, last_step
+        self.batch_size, self.rank, self.world = batch_size, rank, world
 
     def __iter__(self):
-        return iter(range(self.start, self.stop))
+        for t in range(self.first_step, self.last_step):
+            base = (t * self.world + self.rank) * self.batch_size
+            yield from range(base, base + self.batch_size)
 
     def __len__(self) -> int:
-        return self.stop - self.start
+        return max(0, self.last_step - self.first_step) * self.batch_size
 
 
 def sr_pair(patch_size: int, scale: int, blur_sigma: float) -> Callable[[torch.Tensor, np.random.Generator], tuple]:

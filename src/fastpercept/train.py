@@ -11,6 +11,7 @@ import csv
 import datetime as _dt
 import logging
 import math
+import os
 import signal
 import sys
 import time
@@ -152,10 +153,32 @@ class CsvLog:
             csv.DictWriter(f, fieldnames=self.columns).writerow(row)
 
 
+def _distributed(device: torch.device) -> tuple[int, int, torch.device]:
+    """``(rank, world, device)``; joins the process group when started by ``torchrun``."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1, device
+    import torch.distributed as dist
+
+    if device.type == "cuda":
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        device = torch.device("cuda", local)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), dist.get_world_size(), device
+
+
 def run(task: Task, cfg: RunConfig) -> nn.Module:
-    """Train ``task.model`` for ``cfg.iters`` steps; returns the trained model (fp32, eval)."""
-    device = resolve_device(cfg.device)
-    precision = resolve_precision(cfg.precision, device)
+    """Train ``task.model`` for ``cfg.iters`` steps; returns the trained model (fp32, eval).
+
+    Under ``torchrun`` every process trains on its own ``cfg.batch_size`` share of each step
+    (the global batch is ``world * batch_size``) with averaged gradients; process 0 writes the
+    checkpoints, the log and the model.
+    """
+    precision = resolve_precision(cfg.precision, resolve_device(cfg.device))
+    rank, world, device = _distributed(resolve_device(cfg.device))
+    main = rank == 0
     model = task.model.to(device).to(memory_format=torch.channels_last)
     # The frozen loss network is held in the compute dtype: autocast would otherwise copy its
     # weights to bf16 on every call.
@@ -173,26 +196,32 @@ def run(task: Task, cfg: RunConfig) -> nn.Module:
         if found is None:
             log.warning("--resume: no checkpoint in %s, starting from step 0", ckpt_dir)
         else:
-            _check_same_run(found[1]["config"], asdict(cfg), ckpt_dir)
+            _check_same_run(found[1]["config"], {**asdict(cfg), "world": world}, ckpt_dir)
             step = restore(*found, model, optimizer)
             log.info("resumed from step %d (%s)", step, ckpt_dir)
     elif list(ckpt_dir.glob("step-*.safetensors")):
         raise UserError(f"{ckpt_dir}: checkpoints from an earlier run exist; pass --resume to continue it "
                         "or remove the folder to start over")
+    net: nn.Module = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
-    config = {k: v for k, v in asdict(cfg).items()}
+    config = {**asdict(cfg), "world": world}  # the process count fixes the data order too
     extra = found[1]["extra"] if cfg.resume and found else {}
     train_seconds = float(extra.get("train_seconds", 0.0))
     # With --iters at or below the checkpoint's step nothing is trained: the model file is
     # written from the checkpoint (how a snapshot of a running job is exported).
     last: dict[str, float] = dict(extra.get("last_losses", {}))
 
-    loader = DataLoader(task.samples, batch_size=cfg.batch_size, sampler=SampleRange(step * cfg.batch_size, cfg.iters * cfg.batch_size),
+    loader = DataLoader(task.samples, batch_size=cfg.batch_size,
+                        sampler=SampleRange(step, cfg.iters, cfg.batch_size, rank, world),
                         num_workers=cfg.workers, drop_last=True, persistent_workers=False)
     columns = ["step", "total", *task.card.get("loss_terms", []), "lr", "seconds"]
-    csv_log = CsvLog(ckpt_dir / "losses.csv", columns, step)
+    csv_log = CsvLog(ckpt_dir / "losses.csv", columns, step) if main else None
     bar = tqdm(total=cfg.iters, initial=step, desc="train", unit="step", dynamic_ncols=True,
-               disable=not sys.stderr.isatty(), file=sys.stderr)
+               disable=not (main and sys.stderr.isatty()), file=sys.stderr)
     loss_fn = task.loss
     if cfg.compile:
         # Fuses the elementwise work around the convolutions (norms, ReLUs, padding, Gram
@@ -205,7 +234,7 @@ def run(task: Task, cfg: RunConfig) -> nn.Module:
         for batch in loader:
             batch = _to_device(batch, device)
             with autocast(device, precision):
-                terms = loss_fn(model, batch)
+                terms = loss_fn(net, batch)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(terms["total"]).backward()
             scaler.step(optimizer)
@@ -219,14 +248,14 @@ def run(task: Task, cfg: RunConfig) -> nn.Module:
                 raise RuntimeError(f"loss became {last['total']} at step {step}; lower --lr or the weights")
             bar.update(1)
             bar.set_postfix({k: f"{v:.3g}" for k, v in last.items()}, refresh=False)
-            if step % cfg.log_every == 0 or step == cfg.iters:
+            if csv_log and (step % cfg.log_every == 0 or step == cfg.iters):
                 csv_log.append({"step": step, **{k: f"{v:.6g}" for k, v in last.items()},
                                 "lr": cfg.lr, "seconds": f"{train_seconds:.1f}"})
                 if bar.disable:
                     log.info("step %d/%d %s %.2f s/step", step, cfg.iters,
                              " ".join(f"{k}={v:.4g}" for k, v in last.items()), train_seconds / max(step, 1))
-            stopping = stop.raised is not None
-            if step % cfg.checkpoint_every == 0 or step == cfg.iters or stopping:
+            stopping = _any_process(stop.raised is not None, world, device)
+            if main and (step % cfg.checkpoint_every == 0 or step == cfg.iters or stopping):
                 save_checkpoint(ckpt_dir, step, model, optimizer, config,
                                 {"train_seconds": train_seconds, "last_losses": last})
             if stopping:
@@ -234,12 +263,15 @@ def run(task: Task, cfg: RunConfig) -> nn.Module:
                 raise UserError(f"stopped at step {step}; checkpoint saved in {ckpt_dir}, rerun with --resume")
     bar.close()
     model.eval()
-    card = {**task.card, "iterations": step, "batch_size": cfg.batch_size, "lr": cfg.lr, "seed": cfg.seed,
+    card = {**task.card, "iterations": step, "batch_size": cfg.batch_size * world, "processes": world, "lr": cfg.lr, "seed": cfg.seed,
             "train_seconds": round(train_seconds, 1), "device": _device_name(device), "precision": precision,
             "final_losses": {k: round(v, 6) for k, v in last.items()},
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "version": __version__}
     card.pop("loss_terms", None)
-    save_model(model.to(memory_format=torch.contiguous_format), cfg.output, card)
+    if main:
+        save_model(model.to(memory_format=torch.contiguous_format), cfg.output, card)
+    if world > 1:
+        torch.distributed.barrier()
     model.card = card
     return model
 
@@ -261,6 +293,15 @@ def _check_same_run(saved: dict[str, Any], current: dict[str, Any], ckpt_dir: Pa
 
 def _comparable(value: Any) -> Any:
     return list(value) if isinstance(value, (tuple, list)) else value
+
+
+def _any_process(flag: bool, world: int, device: torch.device) -> bool:
+    """True on every process when ``flag`` is true on any (so all stop at the same step)."""
+    if world == 1:
+        return flag
+    t = torch.tensor([float(flag)], device=device)
+    torch.distributed.all_reduce(t)
+    return bool(t.item())
 
 
 def _to_device(batch, device: torch.device):
