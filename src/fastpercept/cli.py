@@ -57,7 +57,8 @@ def _add_objective(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tv-weight", type=float, default=1e-6)
     p.add_argument("--content-layer", default="relu2_2")
     p.add_argument("--style-layers", type=_csv, default=("relu1_2", "relu2_2", "relu3_3", "relu4_3"))
-    p.add_argument("--style-size", type=_positive, default=256, help="longest side of the style image (px)")
+    p.add_argument("--style-size", type=_positive, default=512,
+                   help="longest side of the style image (px; never enlarged): sets the scale of the strokes")
     p.add_argument("--vgg-weights", default=None, help="VGG-16 weights file (else resolved per `fastpercept weights`)")
 
 

@@ -71,7 +71,7 @@ class StyleConfig(RunConfig):
 
     style_image: str = ""
     image_size: int = 256
-    style_size: int | None = 256
+    style_size: int | None = 512
     content_weight: float = 1.0
     style_weight: float = 5.0
     tv_weight: float = 1e-6
