@@ -154,12 +154,12 @@ def test_info_and_models_json(model_file):
         assert set(m) == {"name", "task", "file", "card"}
 
 
-@pytest.mark.parametrize("size", [(1, 7), (3, 4), (15, 2)])
+@pytest.mark.parametrize("size", [(1, 7), (3, 4), (7, 2)])
 def test_tiny_images_work(model_file, size):
     x = torch.rand(1, 3, *size)
     assert fastpercept.stylize(x, style=model_file, precision="fp32").shape == x.shape
 
 
 def test_too_small_tile_is_a_user_error(model_file, photo):
-    code, out, err = cli("stylize", photo, "--style", model_file, "--tile", "8")
+    code, out, err = cli("stylize", photo, "--style", model_file, "--tile", "4")
     assert code == 2 and "--tile must be at least" in err

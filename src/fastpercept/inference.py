@@ -21,8 +21,8 @@ from .device import autocast
 # Context each tile carries on every side (the style network's receptive field is ~±60 px).
 DEFAULT_OVERLAP = 64
 # Below this side the networks' reflection padding has nothing to reflect: pad inputs up to it.
-MIN_SIDE = 16
-MIN_TILE = 32
+MIN_SIDE = 8
+MIN_TILE = MIN_SIDE
 
 
 def _is_instance_norm(m: nn.Module) -> bool:
