@@ -346,6 +346,16 @@ def _finite_json(doc):
     return doc
 
 
+def _exit_after_skips(result: dict, what: str) -> int:
+    """Exit 2 after reporting unreadable inputs: a batch goes on past bad files (SPEC)."""
+    skipped = result["skipped"]
+    if not skipped:
+        return 0
+    total = len(skipped) + len(result["images"])
+    print(f"fastpercept: {len(skipped)} of {total} {what} could not be read", file=sys.stderr)
+    return 2
+
+
 def cmd_eval_sr(a: argparse.Namespace) -> int:
     from .evaluate import eval_sr, format_sr_table
 
@@ -355,11 +365,7 @@ def cmd_eval_sr(a: argparse.Namespace) -> int:
         _print_json(_finite_json(result))
     else:
         print(format_sr_table(result))
-    if result["skipped"]:  # a batch goes on past bad files and exits 2 at the end (SPEC)
-        print(f"fastpercept: {len(result['skipped'])} of {len(result['skipped']) + len(result['images'])} "
-              f"image pair(s) could not be read", file=sys.stderr)
-        return 2
-    return 0
+    return _exit_after_skips(result, "image pair(s)")
 
 
 def cmd_eval_style(a: argparse.Namespace) -> int:
@@ -371,11 +377,7 @@ def cmd_eval_style(a: argparse.Namespace) -> int:
         _print_json(result)
     else:
         print(format_style_table(result))
-    if result["skipped"]:  # a batch goes on past bad files and exits 2 at the end (SPEC)
-        print(f"fastpercept: {len(result['skipped'])} of {len(result['skipped']) + len(result['images'])} "
-              f"content image(s) could not be read", file=sys.stderr)
-        return 2
-    return 0
+    return _exit_after_skips(result, "content image(s)")
 
 
 COMMANDS = {"stylize": cmd_stylize, "upscale": cmd_upscale, "train": cmd_train, "models": cmd_models,
