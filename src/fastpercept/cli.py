@@ -75,6 +75,7 @@ def _add_training(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=0, help="data loader processes")
     p.add_argument("--log-every", type=_positive, default=50, help="steps between CSV rows")
     p.add_argument("--compile", action="store_true", help="torch.compile the network and losses (faster steps)")
+    p.add_argument("--init-from", default=None, help="fine-tune from an existing model of the same task")
     _add_runtime(p)
 
 
@@ -109,7 +110,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--style-image", required=True)
     p.add_argument("--image-size", type=_positive, default=256)
     _add_objective(p)
-    p.add_argument("--init-from", default=None, help="fine-tune from an existing style model")
     p.add_argument("--arch", default="full", choices=["full", "half"])
     p.add_argument("--norm", default="instance", choices=["instance", "batch"])
     p.add_argument("--upsample", default="nearest", choices=["nearest", "deconv"])
@@ -225,7 +225,7 @@ def _run_options(a: argparse.Namespace) -> dict:
     return dict(data=a.data, output=a.output, iters=a.iters, batch_size=a.batch_size, lr=a.lr,
                 checkpoint_every=a.checkpoint_every, checkpoint_dir=a.checkpoint_dir, resume=a.resume, seed=a.seed,
                 device=a.device, precision=a.precision, workers=a.workers, log_every=a.log_every,
-                vgg_weights=a.vgg_weights, compile=a.compile)
+                vgg_weights=a.vgg_weights, compile=a.compile, init_from=a.init_from)
 
 
 def cmd_train(a: argparse.Namespace) -> int:
@@ -236,7 +236,7 @@ def cmd_train(a: argparse.Namespace) -> int:
             **_run_options(a), style_image=a.style_image, image_size=a.image_size, style_size=a.style_size,
             content_weight=a.content_weight, style_weight=a.style_weight, tv_weight=a.tv_weight,
             content_layer=a.content_layer, style_layers=tuple(a.style_layers), arch=a.arch, norm=a.norm,
-            upsample=a.upsample, init_from=a.init_from)
+            upsample=a.upsample)
         train.train_style(cfg)
     else:
         cfg = train.SRConfig(

@@ -59,6 +59,7 @@ class RunConfig:
     log_every: int = 50
     vgg_weights: str | None = None
     compile: bool = False
+    init_from: str | None = None  # fine-tune from this model file (same task and architecture)
 
     @property
     def ckpt_dir(self) -> Path:
@@ -80,7 +81,6 @@ class StyleConfig(RunConfig):
     arch: str = "full"
     norm: str = "instance"
     upsample: str = "nearest"
-    init_from: str | None = None
 
 
 @dataclass
@@ -319,6 +319,16 @@ def _device_name(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
+def _initial_model(cfg: RunConfig, task: str, build: Callable[[], nn.Module]) -> nn.Module:
+    """A fresh network from ``build``, or the ``--init-from`` model (its architecture wins)."""
+    if not cfg.init_from:
+        return build()
+    model = load_model(cfg.init_from)
+    if model.card.get("task") != task:
+        raise UserError(f"{cfg.init_from}: --init-from needs a {task} model, not a {model.card.get('task')} model")
+    return model.train()
+
+
 def style_task(cfg: StyleConfig) -> Task:
     """The style-transfer task: :class:`StyleNet` under the paper's objective for one style."""
     if not cfg.style_image:
@@ -332,14 +342,9 @@ def style_task(cfg: StyleConfig) -> Task:
     if skipped:
         log.warning("%s: skipped %d unreadable image(s)", cfg.data, skipped)
     torch.manual_seed(cfg.seed)
-    if cfg.init_from:
-        model = load_model(cfg.init_from)
-        if model.card.get("task") != "style":
-            raise UserError(f"{cfg.init_from}: --init-from needs a style model")
-        net_config = model.config
-    else:
-        net_config = StyleNetConfig(arch=cfg.arch, norm=cfg.norm, upsample=cfg.upsample)
-        model = StyleNet(net_config)
+    model = _initial_model(cfg, "style", lambda: StyleNet(StyleNetConfig(arch=cfg.arch, norm=cfg.norm,
+                                                                         upsample=cfg.upsample)))
+    net_config = model.config
 
     def loss(net: nn.Module, content: torch.Tensor) -> dict[str, torch.Tensor]:
         target = objective.content_features(content)
@@ -380,11 +385,13 @@ def sr_task(cfg: SRConfig) -> Task:
         log.warning("%s: skipped %d image(s) unreadable or smaller than the %d px patch", cfg.data, skipped,
                     cfg.patch_size)
     torch.manual_seed(cfg.seed)
-    net_config = SRNetConfig(scale=cfg.scale, upsample=cfg.upsample, norm=cfg.norm)
-    model = SRNet(net_config)
+    model = _initial_model(cfg, "sr", lambda: SRNet(SRNetConfig(scale=cfg.scale, upsample=cfg.upsample, norm=cfg.norm)))
+    net_config = model.config
+    if net_config.scale != cfg.scale:
+        raise UserError(f"{cfg.init_from}: an x{net_config.scale} model, not x{cfg.scale}")
     card: dict[str, Any] = {
         "task": "sr", "arch": "srnet", **net_config.to_dict(), "loss": cfg.loss, "patch_size": cfg.patch_size,
-        "blur_sigma": cfg.blur_sigma, "dataset": f"{cfg.data} ({len(files)} images)",
+        "blur_sigma": cfg.blur_sigma, "dataset": f"{cfg.data} ({len(files)} images)", "init_from": cfg.init_from,
     }
     frozen: list[nn.Module] = []
     if cfg.loss == "feat":
