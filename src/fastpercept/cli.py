@@ -7,6 +7,7 @@ internal error. Batches go on past a bad file, report it, and exit 2 at the end.
 from __future__ import annotations
 
 import argparse
+import os
 import json
 import logging
 import sys
@@ -396,6 +397,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("fastpercept: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `fastpercept models | head`: the reader left, not an error of ours
+        sys.stdout = open(os.devnull, "w")
+        return 0
 
 
 if __name__ == "__main__":
