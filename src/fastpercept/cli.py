@@ -294,12 +294,9 @@ def cmd_weights(a: argparse.Namespace) -> int:
 
 def cmd_optimize(a: argparse.Namespace) -> int:
     """The Gatys et al. baseline: optimize one image on the training objective, write it."""
-    from .device import resolve_device
-    from .images import IMAGE_SUFFIXES, load_image, save_image
-    from .losses import ObjectiveWeights, StyleObjective
-    from .optimize import optimize_image
-    from .vgg import VGG16Features
-    from .weights import resolve_vgg16
+    from .images import IMAGE_SUFFIXES, save_image
+    from .losses import ObjectiveWeights
+    from .optimize import optimize_files
 
     out = Path(a.output)
     # Checked before the (long) optimization rather than by save_image after it.
@@ -310,14 +307,10 @@ def cmd_optimize(a: argparse.Namespace) -> int:
             raise UserError(f"{out}: output would overwrite the input {src}; choose another -o")
     if a.precision not in ("auto", "fp32"):
         log.warning("optimize: --precision %s ignored; the baseline runs in fp32", a.precision)
-    device = resolve_device(a.device)
-    content = load_image(a.content, max_size=a.size)
-    style = load_image(a.style, max_size=a.style_size).rgb.to(device)
-    vgg = VGG16Features(resolve_vgg16(a.vgg_weights)).to(device)
-    objective = StyleObjective(vgg, style, ObjectiveWeights(a.content_weight, a.style_weight, a.tv_weight,
-                                                            a.content_layer, tuple(a.style_layers)))
-    result = optimize_image(objective, content.rgb.to(device), a.iters, optimizer=a.optimizer, init=a.init,
-                            lr=a.lr, seed=a.seed)
+    weights = ObjectiveWeights(a.content_weight, a.style_weight, a.tv_weight, a.content_layer, tuple(a.style_layers))
+    result, content = optimize_files(a.content, a.style, a.iters, weights=weights, size=a.size,
+                                     style_size=a.style_size, optimizer=a.optimizer, init=a.init, lr=a.lr,
+                                     seed=a.seed, vgg_weights=a.vgg_weights, device=a.device)
     t = result.history[-1]
     log.info("%s after %d %s iterations: total %.6g (content %.6g, style %.6g, tv %.6g)",
              a.content, a.iters, a.optimizer, t["total"], t["content"], t["style"], t["tv"])

@@ -36,12 +36,15 @@ import math
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import torch
 from tqdm import tqdm
 
-from .losses import StyleObjective
+from .losses import ObjectiveWeights, StyleObjective
+
+if TYPE_CHECKING:
+    from .images import LoadedImage
 
 TERMS = ("content", "style", "tv", "total")
 NOISE_MEAN = 0.5
@@ -208,3 +211,27 @@ def _now(device: torch.device) -> float:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return time.perf_counter()
+
+
+def optimize_files(content_path: str, style_path: str, iters: int = 500, *, weights: ObjectiveWeights | None = None,
+                   size: int = 256, style_size: int | None = 512, optimizer: str = "lbfgs", init: str = "noise",
+                   lr: float | None = None, seed: int = 0, vgg_weights: str | None = None,
+                   device: str = "auto") -> tuple[OptimizeResult, "LoadedImage"]:
+    """``fastpercept optimize`` as a function: the Gatys et al. baseline from two image files.
+
+    The content is reduced to ``size`` (longest side), the style to ``style_size``; the
+    objective is the training objective with ``weights``. Returns the result (image (1, 3, H, W)
+    in [0, 1], fp32) and the loaded content (for its alpha).
+    """
+    from .device import resolve_device
+    from .images import load_image
+    from .vgg import VGG16Features
+    from .weights import resolve_vgg16
+
+    dev = resolve_device(device)
+    content = load_image(content_path, max_size=size)
+    style = load_image(style_path, max_size=style_size).rgb.to(dev)
+    vgg = VGG16Features(resolve_vgg16(vgg_weights)).to(dev)
+    objective = StyleObjective(vgg, style, weights or ObjectiveWeights())
+    result = optimize_image(objective, content.rgb.to(dev), iters, optimizer=optimizer, init=init, lr=lr, seed=seed)
+    return result, content
