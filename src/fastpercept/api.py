@@ -17,7 +17,7 @@ from .device import resolve_device, resolve_precision
 from .images import LoadedImage, from_pil, load_image, save_image, to_pil
 from .errors import UserError
 from .inference import MIN_TILE, blend_strength, preserve_color as _preserve_color, run_network
-from .models import load_model as _load_model
+from .models import load_model
 
 ImageLike = Union[Image.Image, str, os.PathLike, torch.Tensor]
 DEFAULT_STYLE = "mosaic"
@@ -25,12 +25,7 @@ DEFAULT_STYLE = "mosaic"
 
 @functools.lru_cache(maxsize=8)
 def _cached_model(name_or_path: str, device: str):
-    return _load_model(name_or_path, device=device)
-
-
-def load_model(name_or_path: str | os.PathLike, device: str = "cpu") -> torch.nn.Module:
-    """A shipped model by name (``fastpercept models``) or a ``.safetensors`` file; card on ``.card``."""
-    return _load_model(name_or_path, device=device)
+    return load_model(name_or_path, device=device)
 
 
 def _as_loaded(image: ImageLike, max_size: int | None) -> LoadedImage:

@@ -93,12 +93,13 @@ def _terms(objective: StyleObjective, image: torch.Tensor, content_feat: torch.T
     return {k: float(terms[k]) for k in TERMS}
 
 
-def _timed_network(model: torch.nn.Module, x: torch.Tensor, precision: str) -> tuple[torch.Tensor, float]:
-    """The network's fp32 output (1, 3, H, W) in [0, 1] and its wall-clock seconds."""
+def _timed_run(model: torch.nn.Module, x: torch.Tensor, precision: str, tile: int | None = None,
+               scale: int = 1) -> tuple[torch.Tensor, float]:
+    """The network's fp32 output (1, 3, scale H, scale W) in [0, 1] and its wall-clock seconds."""
     if x.device.type == "cuda":
         torch.cuda.synchronize(x.device)
     start = time.perf_counter()
-    y = run_network(model, x, precision=precision)
+    y = run_network(model, x, tile=tile, scale=scale, precision=precision)
     if x.device.type == "cuda":
         torch.cuda.synchronize(x.device)
     return y, time.perf_counter() - start
@@ -183,7 +184,7 @@ def eval_style(
         if not warm:  # one untimed pass: lazy initialization is not the network's speed
             run_network(model, x, precision=prec)
             warm = True
-        y, sec = _timed_network(model, x, prec)
+        y, sec = _timed_run(model, x, prec)
         content_feat = objective.content_features(x)
         row: dict[str, Any] = {"name": name, "network": _terms(objective, y, content_feat)}
         seconds["network"].append(sec)
@@ -430,7 +431,7 @@ def eval_sr(
             if not warm:  # one untimed pass: lazy initialization is not the network's speed
                 run_network(net, lr, tile=tile, scale=scale, precision=prec)
                 warm = True
-            sr, sec = _timed_sr(net, lr, tile, scale, prec)
+            sr, sec = _timed_run(net, lr, prec, tile=tile, scale=scale)
             seconds.append(sec)
         if sr.shape[-2:] != hr.shape[-2:]:
             raise UserError(f"{where}: x{scale} output is {sr.shape[-1]}x{sr.shape[-2]} px but the mod-cropped HR "
@@ -452,18 +453,6 @@ def eval_sr(
         "tile": tile,
         "skipped": skipped,
     }
-
-
-def _timed_sr(net: torch.nn.Module, lr: torch.Tensor, tile: int | None, scale: int,
-              precision: str) -> tuple[torch.Tensor, float]:
-    """The network's fp32 output (1, 3, sH, sW) and its wall-clock seconds."""
-    if lr.device.type == "cuda":
-        torch.cuda.synchronize(lr.device)
-    start = time.perf_counter()
-    sr = run_network(net, lr, tile=tile, scale=scale, precision=precision)
-    if lr.device.type == "cuda":
-        torch.cuda.synchronize(lr.device)
-    return sr, time.perf_counter() - start
 
 
 def format_sr_table(result: dict[str, Any]) -> str:
