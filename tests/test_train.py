@@ -170,6 +170,17 @@ def test_torchrun_two_processes_equal_one_process_with_the_global_batch(photos, 
     assert (a - b).abs().max().item() < 2e-3
 
 
+def test_a_second_run_on_a_busy_checkpoint_folder_is_refused(photos, style_png, tmp_path):
+    from fastpercept.checkpoint import FolderLock
+
+    out = tmp_path / "m.safetensors"
+    with FolderLock(tmp_path / "m.ckpt"):  # stands for a run that is still stopping
+        with pytest.raises(UserError, match="another training run"):
+            train_style(_cfg(photos, style_png, out, iters=2, resume=True))
+    train_style(_cfg(photos, style_png, out, iters=2, resume=True))  # free again
+    assert read_card(out)["iterations"] == 2
+
+
 def test_no_readable_images_is_a_user_error(style_png, tmp_path):
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "x.png").write_bytes(b"nope")

@@ -24,6 +24,35 @@ log = logging.getLogger(__name__)
 _NAME = re.compile(r"^step-(\d{8})\.safetensors$")
 
 
+class FolderLock:
+    """An exclusive lock on a checkpoint folder for the life of one training run.
+
+    A run that is still stopping (saving its last checkpoint after SIGTERM) keeps the lock, so
+    a new run on the same folder is refused instead of mixing two runs' checkpoints.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / ".lock"
+        self._file = None
+
+    def __enter__(self) -> "FolderLock":
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(self.path, "w")
+        try:
+            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._file.close()
+            from .errors import UserError
+
+            raise UserError(f"{self.path.parent}: another training run is using this checkpoint folder") from None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._file.close()  # closing releases the lock
+
+
 def _flatten_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     sd = opt.state_dict()
     tensors, scalars = {}, {}

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from . import __version__
-from .checkpoint import load_latest_checkpoint, restore, save_checkpoint
+from .checkpoint import FolderLock, load_latest_checkpoint, restore, save_checkpoint
 from .data import RandomCrops, SampleRange, scan_image_files, sr_pair
 from .device import autocast, resolve_device, resolve_precision
 from .errors import UserError
@@ -170,6 +170,15 @@ def _distributed(device: torch.device) -> tuple[int, int, torch.device]:
 
 
 def run(task: Task, cfg: RunConfig) -> nn.Module:
+    """Train ``task.model`` for ``cfg.iters`` steps while holding the checkpoint folder's lock."""
+    rank = int(os.environ.get("RANK", "0"))
+    if rank != 0:  # process 0 alone writes to the folder
+        return _run(task, cfg)
+    with FolderLock(cfg.ckpt_dir):
+        return _run(task, cfg)
+
+
+def _run(task: Task, cfg: RunConfig) -> nn.Module:
     """Train ``task.model`` for ``cfg.iters`` steps; returns the trained model (fp32, eval).
 
     Under ``torchrun`` every process trains on its own ``cfg.batch_size`` share of each step
