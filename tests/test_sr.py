@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+import torch.nn.functional as F
 from torch import nn
 
 from fastpercept.api import upscale
@@ -94,15 +95,33 @@ def tiny_model(tmp_path_factory) -> Path:
 # ------------------------------------------------------------------------------ network shapes
 
 
+@pytest.mark.parametrize("skip", ["bicubic", "none"])
 @pytest.mark.parametrize("upsample", ["deconv", "nearest"])
 @pytest.mark.parametrize("scale", [4, 8])
-def test_srnet_output_is_exactly_scale_times_input(scale, upsample):
-    net = SRNet(SRNetConfig(scale=scale, upsample=upsample, channels=8, residual_blocks=1)).eval()
+def test_srnet_output_is_exactly_scale_times_input(scale, upsample, skip):
+    net = SRNet(SRNetConfig(scale=scale, upsample=upsample, channels=8, residual_blocks=1, skip=skip)).eval()
     for h, w in [(7, 9), (13, 5)]:
         with torch.no_grad():
             y = net(torch.rand(2, 3, h, w))
         assert y.shape == (2, 3, scale * h, scale * w)
-        assert 0.0 <= y.min() and y.max() <= 1.0
+        if skip == "none":
+            assert 0.0 <= y.min() and y.max() <= 1.0  # the paper's scaled tanh
+
+
+@pytest.mark.parametrize("scale", [4, 8])
+def test_untrained_skip_srnet_is_bicubic_and_learns_a_correction(scale):
+    torch.manual_seed(0)
+    net = SRNet(SRNetConfig(scale=scale, channels=8, residual_blocks=1))
+    x = torch.rand(2, 3, 9, 7)
+    bicubic = F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False)
+    assert torch.equal(net.eval()(x), bicubic)
+    # The zero-initialized last layer still receives gradient, so training moves off bicubic.
+    net.train()(x).square().mean().backward()
+    assert net.tail[1].weight.grad.abs().sum() > 0
+    # Under bf16 autocast the bicubic base stays fp32 (a bf16 base alone would cap PSNR near 50 dB).
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = net.eval()(x)
+    assert y.dtype == torch.float32 and (y - bicubic).abs().max() < 1e-6
 
 
 def test_upscale_api_pil_and_tensor(tiny_model):
@@ -129,7 +148,7 @@ def test_tiled_matches_untiled_for_batch_norm_srnet():
     max is 0.18.
     """
     torch.manual_seed(0)
-    net = SRNet(SRNetConfig(scale=4, upsample="deconv", norm="batch"))
+    net = SRNet(SRNetConfig(scale=4, upsample="deconv", norm="batch", skip="none"))
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for m in net.modules():
@@ -147,6 +166,21 @@ def test_tiled_matches_untiled_for_batch_norm_srnet():
     assert diff.max() < 7.5e-3 and diff.mean() < 4e-4, (diff.max().item(), diff.mean().item())
     seams = (run_network(net, x, tile=24, overlap=1, scale=4) - whole).abs()
     assert seams.max() > 0.05  # the comparison can tell tiling without context apart
+
+
+def test_tiled_matches_untiled_for_skip_srnet():
+    """The default network (bicubic skip): the bicubic base is tiled too, and must not seam."""
+    torch.manual_seed(0)
+    net = SRNet(SRNetConfig(scale=4))
+    with torch.no_grad():
+        nn.init.normal_(net.tail[1].weight, std=0.05)  # a correction that depends on the context
+    net.eval()
+    x = torch.rand(1, 3, 50, 70)
+    whole = run_network(net, x, scale=4)
+    tiled = run_network(net, x, tile=24, overlap=8, scale=4)
+    diff = (tiled - whole).abs()
+    assert diff.max() < 7.5e-3 and diff.mean() < 4e-4, (diff.max().item(), diff.mean().item())
+    assert (run_network(net, x, tile=24, overlap=1, scale=4) - whole).abs().max() > 0.05
 
 
 # --------------------------------------------------------------------------------- eval sr

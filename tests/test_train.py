@@ -89,7 +89,12 @@ def test_init_from_starts_from_the_given_model(photos, style_png, tmp_path):
     base = load_model(first)
     for (k, v), v2 in zip(base.state_dict().items(), tuned.state_dict().values()):
         assert torch.allclose(v, v2.float()), k  # lr 0: unchanged from the fp16 weights it started from
-    assert read_card(tmp_path / "tuned.safetensors")["init_from"] == str(first)
+    card = read_card(tmp_path / "tuned.safetensors")
+    assert card["init_from"] == str(first)
+    # The weights have seen both runs' steps: the card counts the chain and splits it by stage.
+    assert card["iterations"] == 3
+    assert [s["iterations"] for s in card["stages"]] == [2, 1]
+    assert [s["lr"] for s in card["stages"]] == [1e-3, 0.0]
 
 
 def test_resume_at_or_past_iters_exports_the_checkpoint(photos, style_png, tmp_path):

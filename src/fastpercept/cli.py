@@ -126,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--content-layer", default="relu2_2")
     p.add_argument("--upsample", default="deconv", choices=["deconv", "nearest"])
     p.add_argument("--norm", default="batch", choices=["batch", "instance"])
+    p.add_argument("--skip", default="bicubic", choices=["bicubic", "none"],
+                   help="predict a correction to bicubic (default) or the whole image (the paper)")
     p.add_argument("--vgg-weights", default=None)
 
     p = sub.add_parser("optimize", help="the Gatys et al. optimization baseline on the same objective")
@@ -243,7 +245,7 @@ def cmd_train(a: argparse.Namespace) -> int:
         cfg = train.SRConfig(
             **_run_options(a), scale=a.scale, loss=a.loss, patch_size=a.patch_size, blur_sigma=a.blur_sigma,
             content_layer=a.content_layer, content_weight=a.content_weight, tv_weight=a.tv_weight,
-            upsample=a.upsample, norm=a.norm)
+            upsample=a.upsample, norm=a.norm, skip=a.skip)
         train.train_sr(cfg)
     print(a.output)
     return 0

@@ -101,7 +101,8 @@ def build_model(card: dict[str, Any]) -> nn.Module:
 
         return SRNet(SRNetConfig(scale=int(card["scale"]), upsample=card.get("upsample", "deconv"),
                                  norm=card.get("norm", "batch"), channels=int(card.get("channels", 64)),
-                                 residual_blocks=int(card.get("residual_blocks", 4))))
+                                 residual_blocks=int(card.get("residual_blocks", 4)),
+                                 skip=card.get("skip", "none")))
     raise UserError(f"unknown model task {task!r} in card")
 
 

@@ -96,6 +96,7 @@ class SRConfig(RunConfig):
     tv_weight: float = 1e-6
     upsample: str = "deconv"
     norm: str = "batch"
+    skip: str = "bicubic"
 
 
 @dataclass
@@ -277,6 +278,7 @@ def _run(task: Task, cfg: RunConfig) -> nn.Module:
             "final_losses": {k: round(v, 6) for k, v in last.items()},
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "version": __version__}
     card.pop("loss_terms", None)
+    card = _with_history(card, getattr(task.model, "init_card", None))
     if main:
         save_model(model.to(memory_format=torch.contiguous_format), cfg.output, card)
     if world > 1:
@@ -329,13 +331,37 @@ def _device_name(device: torch.device) -> str:
 
 
 def _initial_model(cfg: RunConfig, task: str, build: Callable[[], nn.Module]) -> nn.Module:
-    """A fresh network from ``build``, or the ``--init-from`` model (its architecture wins)."""
+    """A fresh network from ``build``, or the ``--init-from`` model (its architecture wins;
+    its card is kept on ``.init_card`` for the new card's history)."""
     if not cfg.init_from:
         return build()
     model = load_model(cfg.init_from)
     if model.card.get("task") != task:
         raise UserError(f"{cfg.init_from}: --init-from needs a {task} model, not a {model.card.get('task')} model")
+    model.init_card = model.card
     return model.train()
+
+
+# What a card's ``stages`` entry keeps of each run: enough to tell how the weights were made.
+_STAGE_KEYS = ("init_from", "iterations", "train_seconds", "batch_size", "lr", "seed", "device", "precision",
+               "loss", "patch_size", "blur_sigma", "content_weight", "style_weight", "tv_weight", "style_size",
+               "image_size", "final_losses", "created")
+
+
+def _with_history(card: dict[str, Any], init_card: dict[str, Any] | None) -> dict[str, Any]:
+    """``card`` with ``stages``: one entry per run that shaped the weights, oldest first.
+
+    A model fine-tuned with ``--init-from`` has been trained for its own steps *and* its
+    source's, so ``iterations`` and ``train_seconds`` count the whole chain (a long training
+    continued across machines, or x4 l_feat started from x4 l_pixel); ``stages`` splits them.
+    """
+    stage = {k: card[k] for k in _STAGE_KEYS if k in card}
+    if not init_card:
+        return {**card, "stages": [stage]}
+    earlier = init_card.get("stages") or [{k: init_card[k] for k in _STAGE_KEYS if k in init_card}]
+    return {**card, "stages": [*earlier, stage],
+            "iterations": sum(int(s.get("iterations", 0)) for s in [*earlier, stage]),
+            "train_seconds": round(sum(float(s.get("train_seconds", 0.0)) for s in [*earlier, stage]), 1)}
 
 
 def style_task(cfg: StyleConfig) -> Task:
@@ -394,7 +420,8 @@ def sr_task(cfg: SRConfig) -> Task:
         log.warning("%s: skipped %d image(s) unreadable or smaller than the %d px patch", cfg.data, skipped,
                     cfg.patch_size)
     torch.manual_seed(cfg.seed)
-    model = _initial_model(cfg, "sr", lambda: SRNet(SRNetConfig(scale=cfg.scale, upsample=cfg.upsample, norm=cfg.norm)))
+    model = _initial_model(cfg, "sr", lambda: SRNet(SRNetConfig(scale=cfg.scale, upsample=cfg.upsample, norm=cfg.norm,
+                                                                          skip=cfg.skip)))
     net_config = model.config
     if net_config.scale != cfg.scale:
         raise UserError(f"{cfg.init_from}: an x{net_config.scale} model, not x{cfg.scale}")
