@@ -68,7 +68,8 @@ def _add_training(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", required=True, help="MODEL.safetensors")
     p.add_argument("--iters", type=_positive, default=40000)
     p.add_argument("--batch-size", type=_positive, default=4)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr", type=float, default=None,
+                   help="Adam step size (default: 1e-3 for style, 1e-4 for sr)")
     p.add_argument("--checkpoint-every", type=_positive, default=500)
     p.add_argument("--checkpoint-dir", default=None, help="default: MODEL.ckpt beside the output")
     p.add_argument("--resume", action="store_true", help="continue from the newest good checkpoint")
@@ -225,7 +226,8 @@ def cmd_upscale(a: argparse.Namespace) -> int:
 
 def _run_options(a: argparse.Namespace) -> dict:
     """The flags every training task shares (``train.RunConfig``)."""
-    return dict(data=a.data, output=a.output, iters=a.iters, batch_size=a.batch_size, lr=a.lr,
+    lr = {} if a.lr is None else {"lr": a.lr}  # None: the task's default (StyleConfig, SRConfig)
+    return dict(data=a.data, output=a.output, iters=a.iters, batch_size=a.batch_size, **lr,
                 checkpoint_every=a.checkpoint_every, checkpoint_dir=a.checkpoint_dir, resume=a.resume, seed=a.seed,
                 device=a.device, precision=a.precision, workers=a.workers, log_every=a.log_every,
                 vgg_weights=a.vgg_weights, compile=a.compile, init_from=a.init_from)
