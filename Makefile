@@ -21,10 +21,7 @@ demo: setup
 	$(PY) -m fastpercept weights
 	$(PY) -m fastpercept models
 	$(PY) -m fastpercept stylize src/fastpercept/assets/example.jpg -o $(OUTDIR)/example-stylized.jpg
-	@# The SR models are still in training (issue 3): skip the upscale until one is shipped.
-	@if $(PY) -m fastpercept info $(SR_MODEL) >/dev/null 2>&1; then \
-	  $(PY) -m fastpercept upscale src/fastpercept/assets/example-lr.png --model $(SR_MODEL) -o $(OUTDIR)/example-x4.png; \
-	else echo "SR model $(SR_MODEL) is not shipped yet: upscale skipped"; fi
+	$(PY) -m fastpercept upscale src/fastpercept/assets/example-lr.png --model $(SR_MODEL) -o $(OUTDIR)/example-$(SR_MODEL).png
 	@echo "demo outputs in $(OUTDIR)/"
 
 test: setup

@@ -56,15 +56,16 @@ def main() -> None:
     a = p.parse_args()
     x, y, side = (int(v) for v in a.box.split(","))
     rows = panels(a.hr, a.models, a.scale)
-    caption = 28
+    caption = 30
     size = side * a.zoom
     sheet = Image.new("RGB", (len(rows) * (size + 4) - 4, size + caption), "white")
     draw = ImageDraw.Draw(sheet)
     for i, (label, img, scores) in enumerate(rows):
         crop = to_pil(img[0, :, y:y + side, x:x + side].clamp(0, 1)).resize((size, size), Image.NEAREST)
         sheet.paste(crop, (i * (size + 4), caption))
-        text = label if not scores else f"{label}  {scores['psnr']:.2f} dB  LPIPS {scores['lpips']:.3f}"
-        draw.text((i * (size + 4) + 2, 8), text, fill="black")
+        name = Path(label).stem if label.endswith(".safetensors") else label
+        text = name if not scores else f"{name}\n{scores['psnr']:.2f} dB, LPIPS {scores['lpips']:.3f}"
+        draw.multiline_text((i * (size + 4) + 2, 2), text, fill="black")
         print(f"{label:<12} " + (f"PSNR-Y {scores['psnr']:.2f} dB, SSIM {scores['ssim']:.4f}, "
                                  f"LPIPS {scores['lpips']:.4f}" if scores else "(reference)"))
     a.output.parent.mkdir(parents=True, exist_ok=True)

@@ -169,7 +169,11 @@ def test_tiled_matches_untiled_for_batch_norm_srnet():
 
 
 def test_tiled_matches_untiled_for_skip_srnet():
-    """The default network (bicubic skip): the bicubic base is tiled too, and must not seam."""
+    """The default network (bicubic skip, nearest upsampling): the bicubic base is tiled too.
+
+    Its receptive field is about +-14 LR px; tiles of 40 with 12 px of overlap measured max
+    |diff| 7.7e-4 (mean 2.6e-5) against the whole image, overlap 1 (seams) 0.145.
+    """
     torch.manual_seed(0)
     net = SRNet(SRNetConfig(scale=4))
     with torch.no_grad():
@@ -177,10 +181,10 @@ def test_tiled_matches_untiled_for_skip_srnet():
     net.eval()
     x = torch.rand(1, 3, 50, 70)
     whole = run_network(net, x, scale=4)
-    tiled = run_network(net, x, tile=24, overlap=8, scale=4)
+    tiled = run_network(net, x, tile=40, overlap=12, scale=4)
     diff = (tiled - whole).abs()
-    assert diff.max() < 7.5e-3 and diff.mean() < 4e-4, (diff.max().item(), diff.mean().item())
-    assert (run_network(net, x, tile=24, overlap=1, scale=4) - whole).abs().max() > 0.05
+    assert diff.max() < 2e-3 and diff.mean() < 1e-4, (diff.max().item(), diff.mean().item())
+    assert (run_network(net, x, tile=40, overlap=1, scale=4) - whole).abs().max() > 0.05
 
 
 # --------------------------------------------------------------------------------- eval sr

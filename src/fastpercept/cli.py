@@ -125,7 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--content-weight", type=float, default=1.0)
     p.add_argument("--tv-weight", type=float, default=1e-6)
     p.add_argument("--content-layer", default="relu2_2")
-    p.add_argument("--upsample", default="deconv", choices=["deconv", "nearest"])
+    p.add_argument("--upsample", default="nearest", choices=["nearest", "deconv"],
+                   help="nearest + conv (default: no grain) or fractionally strided conv (the paper)")
     p.add_argument("--norm", default="batch", choices=["batch", "instance"])
     p.add_argument("--skip", default="bicubic", choices=["bicubic", "none"],
                    help="predict a correction to bicubic (default) or the whole image (the paper)")

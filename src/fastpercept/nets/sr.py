@@ -1,7 +1,7 @@
 """The super-resolution network of Johnson et al. (2016), supplementary material.
 
 c9s1-64, R64 x4, log2(scale) x2 upsampling stages of 64 channels, c9s1-3; batch norm as in
-the paper; fractionally strided convolutions (the paper) or nearest + conv upsampling.
+the paper; nearest + conv upsampling (our default) or fractionally strided convolutions (the paper).
 
 ``skip="bicubic"`` (our default) adds a global skip: the network predicts the difference from a
 bicubic upscaling of its input, and its last convolution starts at zero, so an untrained network
@@ -26,7 +26,7 @@ class SRNetConfig:
     """Architecture of an :class:`SRNet`: ``scale`` 4 or 8 (any power of two works)."""
 
     scale: int = 4
-    upsample: str = "deconv"
+    upsample: str = "nearest"
     norm: str = "batch"
     channels: int = 64
     residual_blocks: int = 4
