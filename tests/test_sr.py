@@ -27,7 +27,7 @@ from fastpercept.data import sr_pair
 from fastpercept.errors import UserError
 from fastpercept.evaluate import eval_sr, format_sr_table, make_lr, score_sr
 from fastpercept.images import load_image
-from fastpercept.inference import run_network
+from fastpercept.inference import match_histograms, run_network
 from fastpercept.lpips import LPIPS
 from fastpercept.metrics import psnr_y, quantize, ssim_y
 from fastpercept.models import save_model
@@ -135,6 +135,40 @@ def test_upscale_api_pil_and_tensor(tiny_model):
         from fastpercept.api import stylize
 
         stylize(x, str(tiny_model), device="cpu", precision="fp32")
+
+
+def test_match_histograms_takes_the_reference_distribution():
+    # A hand-checked case: 4 distinct values in the image, the reference's 4 sorted values.
+    img = torch.tensor([[[[0.9, 0.1], [0.5, 0.3]]]])
+    ref = torch.tensor([[[[10.0, 40.0], [20.0, 30.0]]]])
+    assert torch.equal(match_histograms(img, ref), torch.tensor([[[[40.0, 10.0], [30.0, 20.0]]]]))
+    # Equal values stay equal (flat regions stay flat); the order of values is kept.
+    g = torch.Generator().manual_seed(0)
+    x = torch.round(torch.rand(2, 3, 40, 50, generator=g) * 20) / 20
+    r = torch.rand(2, 3, 17, 23, generator=g) ** 2 * 0.5 + 0.3
+    y = match_histograms(x, r)
+    for n in range(2):
+        for c in range(3):
+            xs, ys = x[n, c].flatten(), y[n, c].flatten()
+            for v in xs.unique():
+                assert ys[xs == v].unique().numel() == 1
+            order = xs.argsort()
+            assert (ys[order].diff() >= -1e-7).all()
+            # The result takes the reference's range and, roughly, its mean (quantile-matched).
+            assert ys.min() >= r[n, c].min() - 1e-6 and ys.max() <= r[n, c].max() + 1e-6
+            assert abs(ys.mean() - r[n, c].mean()) < 0.02
+    # Matching an image to itself changes nothing.
+    assert torch.allclose(match_histograms(r, r), r)
+
+
+def test_upscale_match_colors_takes_the_input_colours(tiny_model):
+    lr = torch.rand(1, 3, 12, 16, generator=torch.Generator().manual_seed(2)) * 0.5 + 0.25
+    plain = upscale(lr, str(tiny_model), device="cpu", precision="fp32")
+    matched = upscale(lr, str(tiny_model), match_colors=True, device="cpu", precision="fp32")
+    assert torch.allclose(matched, match_histograms(plain, lr))
+    cast = lr.clone()
+    cast[:, 0] = (cast[:, 0] + 0.3).clamp(0, 1)  # a red cast the network would not see in the input
+    assert (match_histograms(plain, cast)[:, 0].mean() - cast[:, 0].mean()).abs() < 0.02
 
 
 def test_tiled_matches_untiled_for_batch_norm_srnet():

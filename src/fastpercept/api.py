@@ -16,7 +16,7 @@ from PIL import Image
 from .device import resolve_device, resolve_precision
 from .images import LoadedImage, from_pil, load_image, save_image, to_pil
 from .errors import UserError
-from .inference import MIN_TILE, blend_strength, preserve_color as _preserve_color, run_network
+from .inference import MIN_TILE, blend_strength, match_histograms, preserve_color as _preserve_color, run_network
 from .models import load_model
 
 ImageLike = Union[Image.Image, str, os.PathLike, torch.Tensor]
@@ -87,8 +87,17 @@ def stylize(image: ImageLike, style: str | os.PathLike = DEFAULT_STYLE, *, stren
                       precision=precision, post=post)
 
 
-def upscale(image: ImageLike, model: str | os.PathLike = "x4", *, tile: int | None = None, max_size: int | None = None,
-            device: str = "auto", precision: str = "auto", output: str | os.PathLike | None = None) -> ImageLike:
-    """Super-resolve an image x4 or x8 with a trained SR model (same conventions as :func:`stylize`)."""
+def upscale(image: ImageLike, model: str | os.PathLike = "x4", *, match_colors: bool = False, tile: int | None = None,
+            max_size: int | None = None, device: str = "auto", precision: str = "auto",
+            output: str | os.PathLike | None = None) -> ImageLike:
+    """Super-resolve an image x4 or x8 with a trained SR model (same conventions as :func:`stylize`).
+
+    ``match_colors``: match each colour channel's histogram to the input's (the paper's
+    post-processing; see :func:`fastpercept.inference.match_histograms`).
+    """
+
+    def post(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return match_histograms(y, x) if match_colors else y
+
     return _transform(image, str(model), "sr", output=output, max_size=max_size, tile=tile, device=device,
-                      precision=precision, post=lambda y, x: y)
+                      precision=precision, post=post)

@@ -101,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", metavar="INPUT")
     p.add_argument("--model", default="x4")
     p.add_argument("-o", "--output", default=None)
+    p.add_argument("--match-colors", action="store_true",
+                   help="match the output's colour histograms to the input's (the paper's post-processing)")
     p.add_argument("--max-size", type=_positive, default=None)
     p.add_argument("--tile", type=_positive, default=None)
     _add_runtime(p)
@@ -221,7 +223,8 @@ def cmd_upscale(a: argparse.Namespace) -> int:
     resolve_model_path(a.model)
 
     pairs = plan_outputs(a.inputs, a.output, suffix=Path(str(a.model)).stem, default_ext=".png")
-    return _batch(pairs, lambda s, d: upscale(s, a.model, tile=a.tile, max_size=a.max_size, device=a.device,
+    return _batch(pairs, lambda s, d: upscale(s, a.model, match_colors=a.match_colors, tile=a.tile,
+                                              max_size=a.max_size, device=a.device,
                                               precision=a.precision, output=d), "upscale")
 
 

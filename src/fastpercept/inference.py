@@ -168,6 +168,42 @@ def preserve_color(stylized: torch.Tensor, content: torch.Tensor) -> torch.Tenso
     return torch.einsum("ij,njhw->nihw", torch.linalg.inv(m), yiq).clamp(0, 1)
 
 
+def _interp(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.Tensor:
+    """Piecewise-linear ``fp(x)`` through the increasing points ``xp`` (``numpy.interp``)."""
+    i = torch.searchsorted(xp, x).clamp(1, len(xp) - 1)
+    x0, x1, f0, f1 = xp[i - 1], xp[i], fp[i - 1], fp[i]
+    w = ((x - x0) / (x1 - x0).clamp_min(1e-12)).clamp(0, 1)
+    return f0 + w * (f1 - f0)
+
+
+def match_histograms(image: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Give each channel of ``image`` the value distribution of the same channel of ``reference``.
+
+    The post-processing of Johnson et al. (2016) for super-resolution: the output's colour
+    histograms are matched to the low-resolution input's, undoing colour shifts the network
+    introduced. Exact histogram specification by quantiles: equal input values map to equal
+    outputs (``skimage.exposure.match_histograms``'s convention), so flat regions stay flat.
+
+    Args:
+        image: (N, C, H, W) float, any range.
+        reference: (N, C, h, w) float, any size (e.g. the LR input).
+    Returns:
+        (N, C, H, W), each channel's values drawn from the reference's range.
+    """
+    if image.shape[:2] != reference.shape[:2]:
+        raise ValueError(f"image {tuple(image.shape)} and reference {tuple(reference.shape)} differ in N or C")
+    out = torch.empty_like(image)
+    for n in range(image.shape[0]):
+        for c in range(image.shape[1]):
+            values, inverse, counts = torch.unique(image[n, c].double(), return_inverse=True, return_counts=True)
+            ref_values, ref_counts = torch.unique(reference[n, c].double(), return_counts=True)
+            quantiles = torch.cumsum(counts, 0) / counts.sum()
+            ref_quantiles = torch.cumsum(ref_counts, 0) / ref_counts.sum()
+            mapped = _interp(quantiles, ref_quantiles, ref_values) if len(ref_values) > 1 else ref_values.expand_as(values)
+            out[n, c] = mapped[inverse].to(image.dtype)
+    return out
+
+
 def blend_strength(stylized: torch.Tensor, content: torch.Tensor, strength: float) -> torch.Tensor:
     """``strength * stylized + (1 - strength) * content``; 0 gives the input, 1 the full style."""
     if not 0.0 <= strength <= 1.0:
