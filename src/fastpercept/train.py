@@ -241,7 +241,7 @@ def _run(task: Task, cfg: RunConfig) -> nn.Module:
     loss_fn = task.loss
     if cfg.compile:
         # Fuses the elementwise work around the convolutions (norms, ReLUs, padding, Gram
-        # products) in both passes: 1.27x per step on a 2-core AVX2 CPU in fp32
+        # products) in both passes: 1.33x per step in bf16 on a 2-core AVX512-BF16 CPU
         # (benchmarks/train_step.py). The first steps pay for compilation.
         loss_fn = torch.compile(task.loss)
     model.train()
