@@ -30,7 +30,7 @@ from fastpercept.images import load_image
 from fastpercept.inference import match_histograms, run_network
 from fastpercept.lpips import LPIPS
 from fastpercept.metrics import psnr_y, quantize, ssim_y
-from fastpercept.models import save_model
+from fastpercept.models import build_model, save_model
 from fastpercept.nets.sr import SRNet, SRNetConfig
 from fastpercept.resize import degrade, imresize, mod_crop
 from fastpercept.train import SRConfig, train_sr
@@ -122,6 +122,16 @@ def test_untrained_skip_srnet_is_bicubic_and_learns_a_correction(scale):
     with torch.autocast("cpu", dtype=torch.bfloat16):
         y = net.eval()(x)
     assert y.dtype == torch.float32 and (y - bicubic).abs().max() < 1e-6
+
+
+def test_card_round_trip_and_cards_older_than_a_key():
+    cfg = SRNetConfig(scale=8, upsample="deconv", channels=8, residual_blocks=2, skip="none")
+    assert build_model(_sr_card(cfg)).config == cfg
+    # Files written before ``upsample``/``skip`` existed hold the paper's network, not today's defaults.
+    old = {k: v for k, v in _sr_card(SRNetConfig(scale=4)).items() if k not in ("upsample", "skip")}
+    assert build_model(old).config == SRNetConfig(scale=4, upsample="deconv", skip="none")
+    with pytest.raises(UserError, match="scale"):
+        build_model({k: v for k, v in old.items() if k != "scale"})
 
 
 def test_upscale_api_pil_and_tensor(tiny_model):

@@ -68,8 +68,7 @@ def _add_training(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", required=True, help="MODEL.safetensors")
     p.add_argument("--iters", type=_positive, default=40000)
     p.add_argument("--batch-size", type=_positive, default=4)
-    p.add_argument("--lr", type=float, default=None,
-                   help="Adam step size (default: 1e-3 for style, 1e-4 for sr)")
+    p.add_argument("--lr", type=float, default=None, help="Adam step size (default: style 1e-3, sr 1e-4)")
     p.add_argument("--checkpoint-every", type=_positive, default=500)
     p.add_argument("--checkpoint-dir", default=None, help="default: MODEL.ckpt beside the output")
     p.add_argument("--resume", action="store_true", help="continue from the newest good checkpoint")
@@ -114,9 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--style-image", required=True)
     p.add_argument("--image-size", type=_positive, default=256)
     _add_objective(p)
-    p.add_argument("--arch", default="full", choices=["full", "half"])
-    p.add_argument("--norm", default="instance", choices=["instance", "batch"])
-    p.add_argument("--upsample", default="nearest", choices=["nearest", "deconv"])
+    # Architecture flags default to None: the network config's default applies (StyleNetConfig).
+    p.add_argument("--arch", default=None, choices=["full", "half"], help="default: full")
+    p.add_argument("--norm", default=None, choices=["instance", "batch"], help="default: instance")
+    p.add_argument("--upsample", default=None, choices=["nearest", "deconv"], help="default: nearest")
 
     p = tsub.add_parser("sr", help="train a super-resolution network on a folder of photos")
     _add_training(p)
@@ -127,10 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--content-weight", type=float, default=1.0)
     p.add_argument("--tv-weight", type=float, default=1e-6)
     p.add_argument("--content-layer", default="relu2_2")
-    p.add_argument("--upsample", default="nearest", choices=["nearest", "deconv"],
+    # Architecture flags default to None: the network config's default applies (SRNetConfig).
+    p.add_argument("--upsample", default=None, choices=["nearest", "deconv"],
                    help="nearest + conv (default: no grain) or fractionally strided conv (the paper)")
-    p.add_argument("--norm", default="batch", choices=["batch", "instance"])
-    p.add_argument("--skip", default="bicubic", choices=["bicubic", "none"],
+    p.add_argument("--norm", default=None, choices=["batch", "instance"], help="default: batch (the paper)")
+    p.add_argument("--skip", default=None, choices=["bicubic", "none"],
                    help="predict a correction to bicubic (default) or the whole image (the paper)")
     p.add_argument("--vgg-weights", default=None)
 
@@ -228,31 +229,27 @@ def cmd_upscale(a: argparse.Namespace) -> int:
                                               precision=a.precision, output=d), "upscale")
 
 
-def _run_options(a: argparse.Namespace) -> dict:
-    """The flags every training task shares (``train.RunConfig``)."""
-    lr = {} if a.lr is None else {"lr": a.lr}  # None: the task's default (StyleConfig, SRConfig)
-    return dict(data=a.data, output=a.output, iters=a.iters, batch_size=a.batch_size, **lr,
-                checkpoint_every=a.checkpoint_every, checkpoint_dir=a.checkpoint_dir, resume=a.resume, seed=a.seed,
-                device=a.device, precision=a.precision, workers=a.workers, log_every=a.log_every,
-                vgg_weights=a.vgg_weights, compile=a.compile, init_from=a.init_from)
+def _config(cls, a: argparse.Namespace):
+    """``cls`` (a training config dataclass) from the parsed flags of the same names.
+
+    A flag left at None takes the config's default, so each default lives in one place (the
+    config or the network config it derives from), not again in the parser.
+    """
+    import dataclasses
+
+    values = {f.name: getattr(a, f.name) for f in dataclasses.fields(cls) if getattr(a, f.name, None) is not None}
+    if "style_layers" in values:
+        values["style_layers"] = tuple(values["style_layers"])
+    return cls(**values)
 
 
 def cmd_train(a: argparse.Namespace) -> int:
     from . import train
 
     if a.task == "style":
-        cfg = train.StyleConfig(
-            **_run_options(a), style_image=a.style_image, image_size=a.image_size, style_size=a.style_size,
-            content_weight=a.content_weight, style_weight=a.style_weight, tv_weight=a.tv_weight,
-            content_layer=a.content_layer, style_layers=tuple(a.style_layers), arch=a.arch, norm=a.norm,
-            upsample=a.upsample)
-        train.train_style(cfg)
+        train.train_style(_config(train.StyleConfig, a))
     else:
-        cfg = train.SRConfig(
-            **_run_options(a), scale=a.scale, loss=a.loss, patch_size=a.patch_size, blur_sigma=a.blur_sigma,
-            content_layer=a.content_layer, content_weight=a.content_weight, tv_weight=a.tv_weight,
-            upsample=a.upsample, norm=a.norm, skip=a.skip)
-        train.train_sr(cfg)
+        train.train_sr(_config(train.SRConfig, a))
     print(a.output)
     return 0
 

@@ -6,6 +6,7 @@ A model file holds the network's tensors and, under the metadata key ``fastperce
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tempfile
@@ -87,23 +88,28 @@ def save_model(model: nn.Module, path: str | os.PathLike, card: dict[str, Any], 
     return path
 
 
+# Values for architecture keys that model files written before the key existed must get
+# (the defaults changed since): such files hold the paper's SR network.
+_LEGACY_ARCH = {"sr": {"upsample": "deconv", "skip": "none"}}
+
+
 def build_model(card: dict[str, Any]) -> nn.Module:
-    """An untrained network with the architecture the card describes."""
+    """An untrained network with the architecture the card describes.
+
+    The card holds the network config's fields (``**config.to_dict()`` at training time); any
+    field it lacks takes its pre-field value from ``_LEGACY_ARCH``, else the config's default.
+    """
     task = card.get("task")
     if task == "style":
-        from .nets.style import StyleNet, StyleNetConfig
-
-        return StyleNet(StyleNetConfig(arch=card.get("arch", "full"), norm=card.get("norm", "instance"),
-                                       upsample=card.get("upsample", "nearest"),
-                                       residual_blocks=int(card.get("residual_blocks", 5))))
-    if task == "sr":
-        from .nets.sr import SRNet, SRNetConfig
-
-        return SRNet(SRNetConfig(scale=int(card["scale"]), upsample=card.get("upsample", "deconv"),
-                                 norm=card.get("norm", "batch"), channels=int(card.get("channels", 64)),
-                                 residual_blocks=int(card.get("residual_blocks", 4)),
-                                 skip=card.get("skip", "none")))
-    raise UserError(f"unknown model task {task!r} in card")
+        from .nets.style import StyleNet as net, StyleNetConfig as config
+    elif task == "sr":
+        from .nets.sr import SRNet as net, SRNetConfig as config
+    else:
+        raise UserError(f"unknown model task {task!r} in card")
+    if task == "sr" and "scale" not in card:
+        raise UserError("SR model card has no 'scale'")
+    values = {**_LEGACY_ARCH.get(task, {}), **card}
+    return net(config(**{f.name: values[f.name] for f in dataclasses.fields(config) if f.name in values}))
 
 
 def load_model(name_or_path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:

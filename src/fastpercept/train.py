@@ -78,9 +78,9 @@ class StyleConfig(RunConfig):
     tv_weight: float = 1e-6
     content_layer: str = "relu2_2"
     style_layers: tuple[str, ...] = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
-    arch: str = "full"
-    norm: str = "instance"
-    upsample: str = "nearest"
+    arch: str = StyleNetConfig.arch  # the architecture's defaults live in StyleNetConfig
+    norm: str = StyleNetConfig.norm
+    upsample: str = StyleNetConfig.upsample
 
 
 @dataclass
@@ -94,11 +94,9 @@ class SRConfig(RunConfig):
     content_layer: str = "relu2_2"
     content_weight: float = 1.0
     tv_weight: float = 1e-6
-    # nearest + conv: at x4 under l_feat the paper's deconv leaves a coloured grain at the output's
-    # pixel pitch; nearest reached the same Set5 LPIPS (0.181) in a third of the steps, clean.
-    upsample: str = "nearest"
-    norm: str = "batch"
-    skip: str = "bicubic"
+    upsample: str = SRNetConfig.upsample  # the architecture's defaults live in SRNetConfig
+    norm: str = SRNetConfig.norm
+    skip: str = SRNetConfig.skip
     # The 9x9 last layer sums 5,184 inputs into each pixel: at Adam's 1e-3 one step moves the
     # output by whole intensity levels and the bicubic-skip network thrashes around bicubic
     # (measured: +0.00 dB PSNR after 1,000 steps at 1e-3 and 300 at 3e-4; +0.24 dB after 300 at 1e-4).

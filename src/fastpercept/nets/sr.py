@@ -26,6 +26,8 @@ class SRNetConfig:
     """Architecture of an :class:`SRNet`: ``scale`` 4 or 8 (any power of two works)."""
 
     scale: int = 4
+    # nearest + conv: at x4 under l_feat the paper's deconv leaves a coloured grain at the
+    # output's pixel pitch; nearest reached the same Set5 LPIPS (0.181) in a third of the steps.
     upsample: str = "nearest"
     norm: str = "batch"
     channels: int = 64
