@@ -282,7 +282,8 @@ def _run(task: Task, cfg: RunConfig) -> nn.Module:
             "final_losses": {k: round(v, 6) for k, v in last.items()},
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "version": __version__}
     card.pop("loss_terms", None)
-    card = _with_history(card, getattr(task.model, "init_card", None))
+    # Only an --init-from model has a card yet (load_model's): the run's source, for the history.
+    card = _with_history(card, getattr(task.model, "card", None))
     if main:
         save_model(model.to(memory_format=torch.contiguous_format), cfg.output, card)
     if world > 1:
@@ -336,13 +337,12 @@ def _device_name(device: torch.device) -> str:
 
 def _initial_model(cfg: RunConfig, task: str, build: Callable[[], nn.Module]) -> nn.Module:
     """A fresh network from ``build``, or the ``--init-from`` model (its architecture wins;
-    its card is kept on ``.init_card`` for the new card's history)."""
+    its ``.card`` becomes the new card's history)."""
     if not cfg.init_from:
         return build()
     model = load_model(cfg.init_from)
     if model.card.get("task") != task:
         raise UserError(f"{cfg.init_from}: --init-from needs a {task} model, not a {model.card.get('task')} model")
-    model.init_card = model.card
     return model.train()
 
 
