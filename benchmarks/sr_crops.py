@@ -19,19 +19,18 @@ import torch
 from PIL import Image, ImageDraw
 
 from fastpercept.device import resolve_precision
-from fastpercept.evaluate import bicubic_upscale, make_lr, score_sr
-from fastpercept.images import load_image, to_pil
+from fastpercept.evaluate import bicubic_upscale, load_sr_pair, score_sr, sr_pairs
+from fastpercept.images import to_pil
 from fastpercept.inference import run_network
 from fastpercept.lpips import LPIPS
 from fastpercept.models import load_model
-from fastpercept.resize import mod_crop
 
 
 def panels(hr_path: Path, models: list[str], scale: int) -> list[tuple[str, torch.Tensor, dict[str, float]]]:
     """(label, SR image (1, 3, H, W) in [0, 1], scores) for bicubic, each model and HR."""
-    hr = mod_crop(load_image(hr_path).rgb, scale)
-    lr_file = hr_path.parent.parent / f"LR_x{scale}" / hr_path.name
-    lr = load_image(lr_file).rgb if lr_file.exists() else make_lr(hr, scale)
+    pairs, _ = sr_pairs(hr_path.parent.parent, scale)  # the benchmark's own LR file, as eval sr finds it
+    lr_path = next((lr for name, _, lr in pairs if name == hr_path.name), None)
+    lr, hr = load_sr_pair(hr_path, lr_path, scale)
     lpips = LPIPS("alex")
     precision = resolve_precision("auto", torch.device("cpu"))  # as eval sr runs the network
     out = []

@@ -334,6 +334,18 @@ def sr_pairs(data_dir: str | Path, scale: int) -> tuple[list[tuple[str, Path, Pa
     return pairs, lr_dir
 
 
+def load_sr_pair(hr_path: Path, lr_path: Path | None, scale: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(lr, hr)`` of one benchmark image, as :func:`eval_sr` scores it.
+
+    hr: (1, 3, H, W) on 8-bit levels, mod-cropped to a multiple of ``scale``. lr: the LR file,
+    or (``lr_path`` None) made from the 8-bit HR with MATLAB bicubic (:func:`make_lr`).
+    Raises UserError (one line) for an unreadable file.
+    """
+    hr_full = quantize(load_image(hr_path).rgb)
+    lr = load_image(lr_path).rgb if lr_path is not None else make_lr(hr_full, scale)
+    return lr, mod_crop(hr_full, scale)
+
+
 def eval_sr(
     model: str | Path | torch.nn.Module,
     data_dir: str | Path,
@@ -412,13 +424,11 @@ def eval_sr(
     for img_name, hr_path, lr_path in tqdm(pairs, desc=f"eval sr {name}", unit="img", file=sys.stderr,
                                            disable=not progress):
         try:
-            hr_full = quantize(load_image(hr_path).rgb)
-            lr = load_image(lr_path).rgb if lr_path is not None else make_lr(hr_full, scale)
+            lr, hr = load_sr_pair(hr_path, lr_path, scale)
         except UserError as e:  # a batch goes on past a bad file (SPEC)
             tqdm.write(f"fastpercept: error: {e}", file=sys.stderr)
             skipped.append(img_name)
             continue
-        hr = mod_crop(hr_full, scale)
         where = lr_path or hr_path
         if min(hr.shape[-2:]) < max(32, 2 * scale + 11):  # LPIPS's AlexNet; SSIM's window past the border
             raise UserError(f"{hr_path}: {hr.shape[-1]}x{hr.shape[-2]} px is too small to measure at x{scale}")
