@@ -424,8 +424,8 @@ def sr_task(cfg: SRConfig) -> Task:
         log.warning("%s: skipped %d image(s) unreadable or smaller than the %d px patch", cfg.data, skipped,
                     cfg.patch_size)
     torch.manual_seed(cfg.seed)
-    model = _initial_model(cfg, "sr", lambda: SRNet(SRNetConfig(scale=cfg.scale, upsample=cfg.upsample, norm=cfg.norm,
-                                                                          skip=cfg.skip)))
+    model = _initial_model(cfg, "sr", lambda: SRNet(SRNetConfig(scale=cfg.scale, upsample=cfg.upsample,
+                                                                norm=cfg.norm, skip=cfg.skip)))
     net_config = model.config
     if net_config.scale != cfg.scale:
         raise UserError(f"{cfg.init_from}: an x{net_config.scale} model, not x{cfg.scale}")
