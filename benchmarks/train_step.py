@@ -1,6 +1,6 @@
 """Seconds per style-training step (paper network + VGG-16 losses), modes measured side by side.
 
-    python benchmarks/train_step.py [--batch-size 4] [--size 256] [--steps 3] [--compile]
+    python benchmarks/train_step.py [--batch-size 4] [--size 256] [--steps 3] [--compile] [--flops]
 
 Modes: ``fp32-eager`` (contiguous tensors, fp32 VGG: the naive baseline) and ``default``
 (what ``fastpercept train style`` does: the auto precision, channels_last, the frozen VGG held
@@ -46,6 +46,8 @@ def time_steps(mode: str, batch: int, size: int, steps: int, compile_: bool) -> 
         step = torch.compile(step)
     for _ in range(2):
         step()
+    if device.type == "cuda":  # the warm-up steps are queued, not done
+        torch.cuda.synchronize()
     t = time.perf_counter()
     for _ in range(steps):
         step()
@@ -54,12 +56,48 @@ def time_steps(mode: str, batch: int, size: int, steps: int, compile_: bool) -> 
     return (time.perf_counter() - t) / steps
 
 
+def step_flops(batch: int, size: int) -> float:
+    """FLOPs of one training step (network forward and backward, both VGG-16 passes), counted."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    vgg = VGG16Features()
+    objective = StyleObjective(vgg, torch.rand(1, 3, 64, 64))
+    net = StyleNet()
+    x = torch.rand(batch, 3, size, size)
+    with FlopCounterMode(display=False) as counter:
+        objective(net(x), objective.content_features(x))["total"].backward()
+    return float(counter.get_total_flops())
+
+
+def conv_peak(precision: str) -> float:
+    """FLOP/s of the best case for these networks here: a 3x3 conv, 256 -> 256 channels at 64²,
+    batch 4, channels_last, forward only, in the compute dtype."""
+    device = resolve_device("auto")
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
+    conv = torch.nn.Conv2d(256, 256, 3, padding=1, bias=False).to(device, dtype, memory_format=torch.channels_last)
+    x = torch.randn(4, 256, 64, 64, device=device, dtype=dtype).to(memory_format=torch.channels_last)
+    reps = 50 if device.type == "cuda" else 10
+    with torch.no_grad():
+        for _ in range(3):
+            conv(x)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        for _ in range(reps):
+            conv(x)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    return 2 * 4 * 256 * 256 * 9 * 64 * 64 * reps / (time.perf_counter() - t)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--compile", action="store_true", help="also time the default mode under torch.compile")
+    p.add_argument("--flops", action="store_true",
+                   help="count a step's FLOPs and time a conv at this device's peak: the floor for a step")
     a = p.parse_args()
     device = resolve_device("auto")
     print(f"device {device}, threads {torch.get_num_threads()}, fast CPU bf16: {cpu_has_fast_bf16()}, "
@@ -69,10 +107,18 @@ def main() -> None:
     for mode, comp in modes:
         name = mode + (" + compile" if comp else "")
         results[name] = time_steps(mode, a.batch_size, a.size, a.steps, comp)
-        print(f"{name:<20} {results[name]:.2f} s/step (batch {a.batch_size}, {a.size}px)", flush=True)
+        print(f"{name:<20} {results[name]:.4f} s/step (batch {a.batch_size}, {a.size}px)", flush=True)
     base = results["fp32-eager"]
     for name, sec in results.items():
         print(f"{name:<20} {base / sec:.2f}x vs fp32-eager")
+    if a.flops:
+        flops = step_flops(a.batch_size, a.size)
+        precision = resolve_precision("auto", device)
+        peak = conv_peak(precision)
+        print(f"{flops / 1e9:.1f} GFLOP per step; {precision} conv peak here {peak / 1e9:.0f} GFLOP/s "
+              f"-> at least {flops / peak:.3f} s/step")
+        for name, sec in results.items():
+            print(f"{name:<20} {flops / sec / 1e9:.0f} GFLOP/s achieved")
 
 
 if __name__ == "__main__":

@@ -97,13 +97,19 @@ def test_init_from_starts_from_the_given_model(photos, style_png, tmp_path):
     assert [s["lr"] for s in card["stages"]] == [1e-3, 0.0]
 
 
-def test_resume_at_or_past_iters_exports_the_checkpoint(photos, style_png, tmp_path):
+def test_resume_at_or_past_iters_exports_the_checkpoint(photos, style_png, tmp_path, monkeypatch):
     out = tmp_path / "m.safetensors"
     trained = train_style(_cfg(photos, style_png, out, iters=3))
+    trained_on = read_card(out)["device"]
     out.unlink()
+    # exported on another machine: the card still names the one the steps ran on
+    monkeypatch.setattr("fastpercept.train._device_name", lambda device: "another machine")
     exported = train_style(_cfg(photos, style_png, out, iters=1, resume=True))
     card = read_card(out)
     assert card["iterations"] == 3 and set(card["final_losses"]) == {"content", "style", "tv", "total"}
+    assert card["device"] == trained_on != "another machine"
+    train_style(_cfg(photos, style_png, out, iters=5, resume=True))  # steps 4-5 there: both are named
+    assert read_card(out)["device"] == f"{trained_on} + another machine"
     for v, v2 in zip(trained.state_dict().values(), exported.state_dict().values()):
         assert torch.equal(v, v2)
 
@@ -191,3 +197,23 @@ def test_no_readable_images_is_a_user_error(style_png, tmp_path):
     (tmp_path / "empty" / "x.png").write_bytes(b"nope")
     with pytest.raises(UserError, match="no readable training images"):
         train_style(_cfg(tmp_path / "empty", style_png, tmp_path / "m.safetensors"))
+
+
+def test_cli_flags_left_unset_take_the_library_defaults():
+    from fastpercept.cli import _config, build_parser
+    from fastpercept.losses import ObjectiveWeights
+    from fastpercept.train import SRConfig
+
+    parser = build_parser()
+    base = ["--data", "d", "-o", "m.safetensors"]
+    style = _config(StyleConfig, parser.parse_args(["train", "style", *base, "--style-image", "s.jpg"]))
+    assert style == StyleConfig(data="d", output="m.safetensors", style_image="s.jpg")
+    sr = _config(SRConfig, parser.parse_args(["train", "sr", *base, "--scale", "4", "--loss", "feat"]))
+    assert sr == SRConfig(data="d", output="m.safetensors", scale=4, loss="feat")
+    assert (sr.lr, style.lr) == (1e-4, 1e-3)
+    given = parser.parse_args(["train", "style", *base, "--style-image", "s.jpg", "--iters", "7", "--style-weight",
+                               "2", "--style-layers", "relu1_2,relu3_3", "--batch-size", "3"])
+    cfg = _config(StyleConfig, given)
+    assert (cfg.iters, cfg.style_weight, cfg.style_layers, cfg.batch_size) == (7, 2.0, ("relu1_2", "relu3_3"), 3)
+    bare = parser.parse_args(["optimize", "--content", "c.jpg", "--style", "s.jpg", "-o", "x.png"])
+    assert _config(ObjectiveWeights, bare) == ObjectiveWeights()

@@ -52,35 +52,43 @@ def _add_runtime(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
 
 
+# Training and objective flags default to None: the library's dataclasses (RunConfig,
+# StyleConfig, SRConfig, ObjectiveWeights) hold each default once; `_config` fills them in.
 def _add_objective(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--content-weight", type=float, default=1.0)
-    p.add_argument("--style-weight", type=float, default=5.0)
-    p.add_argument("--tv-weight", type=float, default=1e-6)
-    p.add_argument("--content-layer", default="relu2_2")
-    p.add_argument("--style-layers", type=_csv, default=("relu1_2", "relu2_2", "relu3_3", "relu4_3"))
-    p.add_argument("--style-size", type=_positive, default=512,
-                   help="longest side of the style image (px; never enlarged): sets the scale of the strokes")
+    from .losses import STYLE_SIZE, ObjectiveWeights as W
+
+    p.add_argument("--content-weight", type=float, default=None, help=f"default {W.content_weight}")
+    p.add_argument("--style-weight", type=float, default=None, help=f"default {W.style_weight}")
+    p.add_argument("--tv-weight", type=float, default=None, help=f"default {W.tv_weight}")
+    p.add_argument("--content-layer", default=None, help=f"default {W.content_layer}")
+    p.add_argument("--style-layers", type=_csv, default=None, help=f"default {','.join(W.style_layers)}")
+    p.add_argument("--style-size", type=_positive, default=None,
+                   help=f"longest side of the style image (px; never enlarged): sets the scale of the strokes "
+                        f"(default {STYLE_SIZE})")
     p.add_argument("--vgg-weights", default=None, help="VGG-16 weights file (else resolved per `fastpercept weights`)")
 
 
-def _add_training(p: argparse.ArgumentParser) -> None:
+def _add_training(p: argparse.ArgumentParser, R: type) -> None:
+    """The flags every training run has; ``R`` is the task's config class (for the help's defaults)."""
     p.add_argument("--data", required=True, help="folder tree of training photos")
     p.add_argument("-o", "--output", required=True, help="MODEL.safetensors")
-    p.add_argument("--iters", type=_positive, default=40000)
-    p.add_argument("--batch-size", type=_positive, default=4)
-    p.add_argument("--lr", type=float, default=None, help="Adam step size (default: style 1e-3, sr 1e-4)")
-    p.add_argument("--checkpoint-every", type=_positive, default=500)
+    p.add_argument("--iters", type=_positive, default=None, help=f"training steps (default {R.iters})")
+    p.add_argument("--batch-size", type=_positive, default=None, help=f"default {R.batch_size}")
+    p.add_argument("--lr", type=float, default=None, help=f"Adam step size (default {R.lr})")
+    p.add_argument("--checkpoint-every", type=_positive, default=None, help=f"steps (default {R.checkpoint_every})")
     p.add_argument("--checkpoint-dir", default=None, help="default: MODEL.ckpt beside the output")
     p.add_argument("--resume", action="store_true", help="continue from the newest good checkpoint")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=0, help="data loader processes")
-    p.add_argument("--log-every", type=_positive, default=50, help="steps between CSV rows")
+    p.add_argument("--seed", type=int, default=None, help=f"default {R.seed}")
+    p.add_argument("--workers", type=int, default=None, help=f"data loader processes (default {R.workers})")
+    p.add_argument("--log-every", type=_positive, default=None, help=f"steps between CSV rows (default {R.log_every})")
     p.add_argument("--compile", action="store_true", help="torch.compile the network and losses (faster steps)")
     p.add_argument("--init-from", default=None, help="fine-tune from an existing model of the same task")
     _add_runtime(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .train import SRConfig, StyleConfig
+
     parser = argparse.ArgumentParser(prog="fastpercept", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"fastpercept {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -109,28 +117,31 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train a style or super-resolution network")
     tsub = train.add_subparsers(dest="task", required=True)
     p = tsub.add_parser("style", help="train a style transfer network on a folder of photos")
-    _add_training(p)
+    _add_training(p, StyleConfig)
     p.add_argument("--style-image", required=True)
-    p.add_argument("--image-size", type=_positive, default=256)
+    p.add_argument("--image-size", type=_positive, default=None,
+                   help=f"training crop side (px; default {StyleConfig.image_size})")
     _add_objective(p)
     # Architecture flags default to None: the network config's default applies (StyleNetConfig).
-    p.add_argument("--arch", default=None, choices=["full", "half"], help="default: full")
-    p.add_argument("--norm", default=None, choices=["instance", "batch"], help="default: instance")
-    p.add_argument("--upsample", default=None, choices=["nearest", "deconv"], help="default: nearest")
+    p.add_argument("--arch", default=None, choices=["full", "half"], help=f"default: {StyleConfig.arch}")
+    p.add_argument("--norm", default=None, choices=["instance", "batch"], help=f"default: {StyleConfig.norm}")
+    p.add_argument("--upsample", default=None, choices=["nearest", "deconv"], help=f"default: {StyleConfig.upsample}")
 
     p = tsub.add_parser("sr", help="train a super-resolution network on a folder of photos")
-    _add_training(p)
+    _add_training(p, SRConfig)
     p.add_argument("--scale", type=int, required=True, choices=[4, 8])
     p.add_argument("--loss", required=True, choices=["feat", "pixel"])
-    p.add_argument("--patch-size", type=_positive, default=288, help="HR patch side (px), a multiple of the scale")
-    p.add_argument("--blur-sigma", type=float, default=1.0, help="Gaussian blur before downscaling (0: none)")
-    p.add_argument("--content-weight", type=float, default=1.0)
-    p.add_argument("--tv-weight", type=float, default=1e-6)
-    p.add_argument("--content-layer", default="relu2_2")
+    p.add_argument("--patch-size", type=_positive, default=None,
+                   help=f"HR patch side (px), a multiple of the scale (default {SRConfig.patch_size})")
+    p.add_argument("--blur-sigma", type=float, default=None,
+                   help=f"Gaussian blur before downscaling (0: none; default {SRConfig.blur_sigma})")
+    p.add_argument("--content-weight", type=float, default=None, help=f"default {SRConfig.content_weight}")
+    p.add_argument("--tv-weight", type=float, default=None, help=f"default {SRConfig.tv_weight}")
+    p.add_argument("--content-layer", default=None, help=f"default {SRConfig.content_layer}")
     # Architecture flags default to None: the network config's default applies (SRNetConfig).
     p.add_argument("--upsample", default=None, choices=["nearest", "deconv"],
                    help="nearest + conv (default: no grain) or fractionally strided conv (the paper)")
-    p.add_argument("--norm", default=None, choices=["batch", "instance"], help="default: batch (the paper)")
+    p.add_argument("--norm", default=None, choices=["batch", "instance"], help=f"default: {SRConfig.norm} (the paper)")
     p.add_argument("--skip", default=None, choices=["bicubic", "none"],
                    help="predict a correction to bicubic (default) or the whole image (the paper)")
     p.add_argument("--vgg-weights", default=None)
@@ -230,7 +241,7 @@ def cmd_upscale(a: argparse.Namespace) -> int:
 
 
 def _config(cls, a: argparse.Namespace):
-    """``cls`` (a training config dataclass) from the parsed flags of the same names.
+    """``cls`` (a config dataclass) from the parsed flags of the same names.
 
     A flag left at None takes the config's default, so each default lives in one place (the
     config or the network config it derives from), not again in the parser.
@@ -312,10 +323,10 @@ def cmd_optimize(a: argparse.Namespace) -> int:
             raise UserError(f"{out}: output would overwrite the input {src}; choose another -o")
     if a.precision not in ("auto", "fp32"):
         log.warning("optimize: --precision %s ignored; the baseline runs in fp32", a.precision)
-    weights = ObjectiveWeights(a.content_weight, a.style_weight, a.tv_weight, a.content_layer, tuple(a.style_layers))
-    result, content = optimize_files(a.content, a.style, a.iters, weights=weights, size=a.size,
-                                     style_size=a.style_size, optimizer=a.optimizer, init=a.init, lr=a.lr,
-                                     seed=a.seed, vgg_weights=a.vgg_weights, device=a.device)
+    style_size = {"style_size": a.style_size} if a.style_size is not None else {}
+    result, content = optimize_files(a.content, a.style, a.iters, weights=_config(ObjectiveWeights, a), size=a.size,
+                                     optimizer=a.optimizer, init=a.init, lr=a.lr, seed=a.seed,
+                                     vgg_weights=a.vgg_weights, device=a.device, **style_size)
     t = result.history[-1]
     log.info("%s after %d %s iterations: total %.6g (content %.6g, style %.6g, tv %.6g)",
              a.content, a.iters, a.optimizer, t["total"], t["content"], t["style"], t["tv"])

@@ -64,6 +64,11 @@ def pixel_loss(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return F.mse_loss(a.float(), b.float())
 
 
+# Longest side (px) the style image is reduced to before its Gram matrices are taken: it sets the
+# scale of the strokes the network learns (never enlarged).
+STYLE_SIZE = 512
+
+
 @dataclass
 class ObjectiveWeights:
     """Weights and layers of the style-transfer objective (the paper's defaults, SPEC names)."""

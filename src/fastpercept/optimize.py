@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import torch
 from tqdm import tqdm
 
-from .losses import ObjectiveWeights, StyleObjective
+from .losses import STYLE_SIZE, ObjectiveWeights, StyleObjective
 
 if TYPE_CHECKING:
     from .images import LoadedImage
@@ -214,7 +214,7 @@ def _now(device: torch.device) -> float:
 
 
 def optimize_files(content_path: str, style_path: str, iters: int = 500, *, weights: ObjectiveWeights | None = None,
-                   size: int = 256, style_size: int | None = 512, optimizer: str = "lbfgs", init: str = "noise",
+                   size: int = 256, style_size: int | None = STYLE_SIZE, optimizer: str = "lbfgs", init: str = "noise",
                    lr: float | None = None, seed: int = 0, vgg_weights: str | None = None,
                    device: str = "auto") -> tuple[OptimizeResult, "LoadedImage"]:
     """``fastpercept optimize`` as a function: the Gatys et al. baseline from two image files.

@@ -30,7 +30,8 @@ from .data import RandomCrops, SampleRange, scan_image_files, sr_pair
 from .device import autocast, resolve_device, resolve_precision
 from .errors import UserError
 from .images import load_image
-from .losses import ObjectiveWeights, StyleObjective, feature_reconstruction_loss, pixel_loss, total_variation_loss
+from .losses import (STYLE_SIZE, ObjectiveWeights, StyleObjective, feature_reconstruction_loss, pixel_loss,
+                     total_variation_loss)
 from .models import load_model, save_model
 from .nets.sr import SRNet, SRNetConfig
 from .nets.style import StyleNet, StyleNetConfig
@@ -72,12 +73,12 @@ class StyleConfig(RunConfig):
 
     style_image: str = ""
     image_size: int = 256
-    style_size: int | None = 512
-    content_weight: float = 1.0
-    style_weight: float = 5.0
-    tv_weight: float = 1e-6
-    content_layer: str = "relu2_2"
-    style_layers: tuple[str, ...] = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
+    style_size: int | None = STYLE_SIZE
+    content_weight: float = ObjectiveWeights.content_weight  # the objective's defaults live in ObjectiveWeights
+    style_weight: float = ObjectiveWeights.style_weight
+    tv_weight: float = ObjectiveWeights.tv_weight
+    content_layer: str = ObjectiveWeights.content_layer
+    style_layers: tuple[str, ...] = ObjectiveWeights.style_layers
     arch: str = StyleNetConfig.arch  # the architecture's defaults live in StyleNetConfig
     norm: str = StyleNetConfig.norm
     upsample: str = StyleNetConfig.upsample
@@ -225,6 +226,10 @@ def _run(task: Task, cfg: RunConfig) -> nn.Module:
     config = {**asdict(cfg), "world": world}  # the process count fixes the data order too
     extra = found[1]["extra"] if cfg.resume and found else {}
     train_seconds = float(extra.get("train_seconds", 0.0))
+    # Where the steps ran, across resumptions (a model exported from a checkpoint names the
+    # machines that trained it, not the one that exported it).
+    devices: list[str] = list(extra.get("devices", []))
+    here = _device_name(device)
     # With --iters at or below the checkpoint's step nothing is trained: the model file is
     # written from the checkpoint (how a snapshot of a running job is exported).
     last: dict[str, float] = dict(extra.get("last_losses", {}))
@@ -254,6 +259,8 @@ def _run(task: Task, cfg: RunConfig) -> nn.Module:
             scaler.step(optimizer)
             scaler.update()
             step += 1
+            if here not in devices:
+                devices.append(here)
             now = time.perf_counter()
             train_seconds += now - t_last
             t_last = now
@@ -271,14 +278,14 @@ def _run(task: Task, cfg: RunConfig) -> nn.Module:
             stopping = _any_process(stop.raised is not None, world, device)
             if main and (step % cfg.checkpoint_every == 0 or step == cfg.iters or stopping):
                 save_checkpoint(ckpt_dir, step, model, optimizer, config,
-                                {"train_seconds": train_seconds, "last_losses": last})
+                                {"train_seconds": train_seconds, "last_losses": last, "devices": devices})
             if stopping:
                 bar.close()
                 raise UserError(f"stopped at step {step}; checkpoint saved in {ckpt_dir}, rerun with --resume")
     bar.close()
     model.eval()
     card = {**task.card, "iterations": step, "batch_size": cfg.batch_size * world, "processes": world, "lr": cfg.lr, "seed": cfg.seed,
-            "train_seconds": round(train_seconds, 1), "device": _device_name(device), "precision": precision,
+            "train_seconds": round(train_seconds, 1), "device": " + ".join(devices) or here, "precision": precision,
             "final_losses": {k: round(v, 6) for k, v in last.items()},
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "version": __version__}
     card.pop("loss_terms", None)
