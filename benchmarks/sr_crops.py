@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageDraw
 
-from fastpercept.device import resolve_precision
+from fastpercept.device import resolve_device, resolve_precision
 from fastpercept.evaluate import bicubic_upscale, load_sr_pair, score_sr, sr_pairs
 from fastpercept.images import to_pil
 from fastpercept.inference import run_network
@@ -26,19 +26,22 @@ from fastpercept.lpips import LPIPS
 from fastpercept.models import load_model
 
 
-def panels(hr_path: Path, models: list[str], scale: int) -> list[tuple[str, torch.Tensor, dict[str, float]]]:
-    """(label, SR image (1, 3, H, W) in [0, 1], scores) for bicubic, each model and HR."""
+def panels(hr_path: Path, models: list[str], scale: int, device: str = "auto",
+           precision: str = "auto") -> list[tuple[str, torch.Tensor, dict[str, float]]]:
+    """(label, SR image (1, 3, H, W) in [0, 1] on the CPU, scores) for bicubic, each model and HR;
+    the networks run on ``device`` in ``precision`` as ``eval sr`` runs them."""
     pairs, _ = sr_pairs(hr_path.parent.parent, scale)  # the benchmark's own LR file, as eval sr finds it
     lr_path = next((lr for name, _, lr in pairs if name == hr_path.name), None)
     lr, hr = load_sr_pair(hr_path, lr_path, scale)
     lpips = LPIPS("alex")
-    precision = resolve_precision("auto", torch.device("cpu"))  # as eval sr runs the network
+    dev = resolve_device(device)
+    prec = resolve_precision(precision, dev)
     out = []
     for label in ["bicubic", *models]:
         if label == "bicubic":
             sr = bicubic_upscale(lr, scale).clamp(0, 1)
         else:
-            sr = run_network(load_model(label), lr, scale=scale, precision=precision)
+            sr = run_network(load_model(label).to(dev), lr.to(dev), scale=scale, precision=prec).cpu()
         out.append((label, sr, score_sr(sr, hr, scale, lpips)))
     out.append(("HR", hr, {}))
     return out
@@ -52,9 +55,11 @@ def main() -> None:
     p.add_argument("--scale", type=int, default=4)
     p.add_argument("--zoom", type=int, default=3)
     p.add_argument("-o", "--output", type=Path, required=True)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
     a = p.parse_args()
     x, y, side = (int(v) for v in a.box.split(","))
-    rows = panels(a.hr, a.models, a.scale)
+    rows = panels(a.hr, a.models, a.scale, a.device, a.precision)
     caption = 30
     size = side * a.zoom
     sheet = Image.new("RGB", (len(rows) * (size + 4) - 4, size + caption), "white")
