@@ -217,3 +217,12 @@ def test_cli_flags_left_unset_take_the_library_defaults():
     assert (cfg.iters, cfg.style_weight, cfg.style_layers, cfg.batch_size) == (7, 2.0, ("relu1_2", "relu3_3"), 3)
     bare = parser.parse_args(["optimize", "--content", "c.jpg", "--style", "s.jpg", "-o", "x.png"])
     assert _config(ObjectiveWeights, bare) == ObjectiveWeights()
+
+
+def test_log_lines_give_the_recent_rate_and_time_left(photos, style_png, tmp_path, caplog):
+    caplog.set_level("INFO", logger="fastpercept.train")
+    train_style(_cfg(photos, style_png, tmp_path / "m.safetensors", iters=4, log_every=2))
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("step ")]
+    assert [line.split()[1] for line in lines] == ["2/4", "4/4"]
+    assert "content=" in lines[0] and " s/step, " in lines[0]
+    assert lines[-1].endswith("s/step, 0:00:00 left")

@@ -249,6 +249,7 @@ def _run(task: Task, cfg: RunConfig) -> nn.Module:
         loss_fn = torch.compile(task.loss)
     model.train()
     t_last = time.perf_counter()
+    logged = (step, train_seconds)  # the log line's rate is over the steps since the last line
     with _StopFlag() as stop:
         for batch in loader:
             batch = _to_device(batch, device)
@@ -273,8 +274,11 @@ def _run(task: Task, cfg: RunConfig) -> nn.Module:
                 csv_log.append({"step": step, **{k: f"{v:.6g}" for k, v in last.items()},
                                 "lr": cfg.lr, "seconds": f"{train_seconds:.1f}"})
                 if bar.disable:
-                    log.info("step %d/%d %s %.2f s/step", step, cfg.iters,
-                             " ".join(f"{k}={v:.4g}" for k, v in last.items()), train_seconds / max(step, 1))
+                    rate = (train_seconds - logged[1]) / max(step - logged[0], 1)
+                    logged = (step, train_seconds)
+                    log.info("step %d/%d %s %.2f s/step, %s left", step, cfg.iters,
+                             " ".join(f"{k}={v:.4g}" for k, v in last.items()), rate,
+                             _dt.timedelta(seconds=round(rate * (cfg.iters - step))))
             stopping = _any_process(stop.raised is not None, world, device)
             if main and (step % cfg.checkpoint_every == 0 or step == cfg.iters or stopping):
                 save_checkpoint(ckpt_dir, step, model, optimizer, config,
