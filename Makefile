@@ -20,7 +20,8 @@ setup: $(VENV)/.installed
 demo: setup
 	$(PY) -m fastpercept weights
 	$(PY) -m fastpercept models
-	$(PY) -m fastpercept stylize src/fastpercept/assets/example.jpg -o $(OUTDIR)/example-stylized.jpg
+	$(PY) -m fastpercept stylize src/fastpercept/assets/example.jpg -o $(OUTDIR)/example-mosaic.jpg
+	$(PY) -m fastpercept stylize src/fastpercept/assets/example.jpg --style starry_night_crop -o $(OUTDIR)/example-starry_night_crop.jpg
 	$(PY) -m fastpercept upscale src/fastpercept/assets/example-lr.png --model $(SR_MODEL) -o $(OUTDIR)/example-$(SR_MODEL).png
 	@echo "demo outputs in $(OUTDIR)/"
 
