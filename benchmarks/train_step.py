@@ -14,10 +14,24 @@ import time
 
 import torch
 
-from fastpercept.device import autocast, cpu_has_fast_bf16, resolve_device, resolve_precision
+from fastpercept.device import autocast, compute_dtype, cpu_has_fast_bf16, resolve_device, resolve_precision
 from fastpercept.losses import StyleObjective
 from fastpercept.nets.style import StyleNet
 from fastpercept.vgg import VGG16Features
+
+
+def seconds_per_call(fn, device: torch.device, warmup: int, reps: int) -> float:
+    """Mean wall time of ``fn()`` over ``reps`` calls after ``warmup`` (CUDA work waited for)."""
+    for _ in range(warmup):
+        fn()
+    if device.type == "cuda":  # the warm-up calls are queued, not done
+        torch.cuda.synchronize()
+    t = time.perf_counter()
+    for _ in range(reps):
+        fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - t) / reps
 
 
 def time_steps(mode: str, batch: int, size: int, steps: int, compile_: bool) -> float:
@@ -29,8 +43,7 @@ def time_steps(mode: str, batch: int, size: int, steps: int, compile_: bool) -> 
     net = StyleNet().to(device)
     x = torch.rand(batch, 3, size, size, device=device)
     if mode != "fp32-eager":
-        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
-        vgg.to(dtype=dtype).to(memory_format=torch.channels_last)
+        vgg.to(dtype=compute_dtype(precision)).to(memory_format=torch.channels_last)
         net.to(memory_format=torch.channels_last)
         x = x.to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(net.parameters(), 1e-3)
@@ -44,16 +57,7 @@ def time_steps(mode: str, batch: int, size: int, steps: int, compile_: bool) -> 
 
     if compile_:
         step = torch.compile(step)
-    for _ in range(2):
-        step()
-    if device.type == "cuda":  # the warm-up steps are queued, not done
-        torch.cuda.synchronize()
-    t = time.perf_counter()
-    for _ in range(steps):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return (time.perf_counter() - t) / steps
+    return seconds_per_call(step, device, warmup=2, reps=steps)
 
 
 def step_flops(batch: int, size: int) -> float:
@@ -69,25 +73,15 @@ def step_flops(batch: int, size: int) -> float:
     return float(counter.get_total_flops())
 
 
-def conv_peak(precision: str) -> float:
+def conv_peak(device: torch.device, precision: str) -> float:
     """FLOP/s of the best case for these networks here: a 3x3 conv, 256 -> 256 channels at 64²,
     batch 4, channels_last, forward only, in the compute dtype."""
-    device = resolve_device("auto")
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
+    dtype = compute_dtype(precision)
     conv = torch.nn.Conv2d(256, 256, 3, padding=1, bias=False).to(device, dtype, memory_format=torch.channels_last)
     x = torch.randn(4, 256, 64, 64, device=device, dtype=dtype).to(memory_format=torch.channels_last)
-    reps = 50 if device.type == "cuda" else 10
     with torch.no_grad():
-        for _ in range(3):
-            conv(x)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        for _ in range(reps):
-            conv(x)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-    return 2 * 4 * 256 * 256 * 9 * 64 * 64 * reps / (time.perf_counter() - t)
+        seconds = seconds_per_call(lambda: conv(x), device, warmup=3, reps=50 if device.type == "cuda" else 10)
+    return 2 * 4 * 256 * 256 * 9 * 64 * 64 / seconds
 
 
 def main() -> None:
@@ -114,7 +108,7 @@ def main() -> None:
     if a.flops:
         flops = step_flops(a.batch_size, a.size)
         precision = resolve_precision("auto", device)
-        peak = conv_peak(precision)
+        peak = conv_peak(device, precision)
         print(f"{flops / 1e9:.1f} GFLOP per step; {precision} conv peak here {peak / 1e9:.0f} GFLOP/s "
               f"-> at least {flops / peak:.3f} s/step")
         for name, sec in results.items():

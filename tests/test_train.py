@@ -226,3 +226,9 @@ def test_log_lines_give_the_recent_rate_and_time_left(photos, style_png, tmp_pat
     assert [line.split()[1] for line in lines] == ["2/4", "4/4"]
     assert "content=" in lines[0] and " s/step, " in lines[0]
     assert lines[-1].endswith("s/step, 0:00:00 left")
+
+
+def test_compute_dtype_of_each_precision():
+    from fastpercept.device import compute_dtype
+
+    assert [compute_dtype(p) for p in ("bf16", "fp16", "fp32")] == [torch.bfloat16, torch.float16, torch.float32]

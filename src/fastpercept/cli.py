@@ -311,7 +311,7 @@ def cmd_weights(a: argparse.Namespace) -> int:
 def cmd_optimize(a: argparse.Namespace) -> int:
     """The Gatys et al. baseline: optimize one image on the training objective, write it."""
     from .images import IMAGE_SUFFIXES, save_image
-    from .losses import ObjectiveWeights
+    from .losses import STYLE_SIZE, ObjectiveWeights
     from .optimize import optimize_files
 
     out = Path(a.output)
@@ -323,10 +323,10 @@ def cmd_optimize(a: argparse.Namespace) -> int:
             raise UserError(f"{out}: output would overwrite the input {src}; choose another -o")
     if a.precision not in ("auto", "fp32"):
         log.warning("optimize: --precision %s ignored; the baseline runs in fp32", a.precision)
-    style_size = {"style_size": a.style_size} if a.style_size is not None else {}
     result, content = optimize_files(a.content, a.style, a.iters, weights=_config(ObjectiveWeights, a), size=a.size,
+                                     style_size=STYLE_SIZE if a.style_size is None else a.style_size,
                                      optimizer=a.optimizer, init=a.init, lr=a.lr, seed=a.seed,
-                                     vgg_weights=a.vgg_weights, device=a.device, **style_size)
+                                     vgg_weights=a.vgg_weights, device=a.device)
     t = result.history[-1]
     log.info("%s after %d %s iterations: total %.6g (content %.6g, style %.6g, tv %.6g)",
              a.content, a.iters, a.optimizer, t["total"], t["content"], t["style"], t["tv"])

@@ -42,9 +42,13 @@ def resolve_precision(name: str, device: torch.device) -> str:
     return name
 
 
+def compute_dtype(precision: str) -> torch.dtype:
+    """The tensor dtype of a resolved precision: ``bf16``, ``fp16`` or ``fp32``."""
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
+
+
 def autocast(device: torch.device, precision: str):
     """An autocast context for ``precision`` (a no-op for fp32)."""
     if precision == "fp32":
         return contextlib.nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device.type, dtype=dtype)
+    return torch.autocast(device.type, dtype=compute_dtype(precision))

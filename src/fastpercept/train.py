@@ -27,7 +27,7 @@ from tqdm import tqdm
 from . import __version__
 from .checkpoint import FolderLock, load_latest_checkpoint, restore, save_checkpoint
 from .data import RandomCrops, SampleRange, scan_image_files, sr_pair
-from .device import autocast, resolve_device, resolve_precision
+from .device import autocast, compute_dtype, resolve_device, resolve_precision
 from .errors import UserError
 from .images import load_image
 from .losses import (STYLE_SIZE, ObjectiveWeights, StyleObjective, feature_reconstruction_loss, pixel_loss,
@@ -197,9 +197,8 @@ def _run(task: Task, cfg: RunConfig) -> nn.Module:
     model = task.model.to(device).to(memory_format=torch.channels_last)
     # The frozen loss network is held in the compute dtype: autocast would otherwise copy its
     # weights to bf16 on every call.
-    frozen_dtype = torch.bfloat16 if precision == "bf16" else torch.float16 if precision == "fp16" else torch.float32
     for m in task.frozen:
-        m.to(device=device, dtype=frozen_dtype).to(memory_format=torch.channels_last)
+        m.to(device=device, dtype=compute_dtype(precision)).to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
 
@@ -230,6 +229,8 @@ def _run(task: Task, cfg: RunConfig) -> nn.Module:
     # machines that trained it, not the one that exported it).
     devices: list[str] = list(extra.get("devices", []))
     here = _device_name(device)
+    if step < cfg.iters and here not in devices:  # this process trains steps
+        devices.append(here)
     # With --iters at or below the checkpoint's step nothing is trained: the model file is
     # written from the checkpoint (how a snapshot of a running job is exported).
     last: dict[str, float] = dict(extra.get("last_losses", {}))
@@ -260,8 +261,6 @@ def _run(task: Task, cfg: RunConfig) -> nn.Module:
             scaler.step(optimizer)
             scaler.update()
             step += 1
-            if here not in devices:
-                devices.append(here)
             now = time.perf_counter()
             train_seconds += now - t_last
             t_last = now
