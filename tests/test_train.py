@@ -97,6 +97,24 @@ def test_init_from_starts_from_the_given_model(photos, style_png, tmp_path):
     assert [s["lr"] for s in card["stages"]] == [1e-3, 0.0]
 
 
+def test_notes_reach_the_card_on_resume_and_survive_fine_tuning(photos, style_png, tmp_path):
+    first = tmp_path / "first.safetensors"
+    train_style(_cfg(photos, style_png, first, iters=2))
+    assert "notes" not in read_card(first)
+    # notes may be added when a run is resumed (or exported): they are not a training setting
+    train_style(_cfg(photos, style_png, first, iters=2, resume=True, notes="style weight 5 erased the skyline"))
+    assert read_card(first)["notes"] == "style weight 5 erased the skyline"
+    train_style(_cfg(photos, style_png, tmp_path / "t1.safetensors", iters=1, init_from=str(first)))
+    card = read_card(tmp_path / "t1.safetensors")
+    assert card["notes"] == "style weight 5 erased the skyline"  # inherited: no notes of its own
+    assert ["notes" in s for s in card["stages"]] == [True, False]
+    train_style(_cfg(photos, style_png, tmp_path / "t2.safetensors", iters=1, init_from=str(first),
+                     notes="lr 1e-4 finish"))
+    card = read_card(tmp_path / "t2.safetensors")
+    assert card["notes"] == "lr 1e-4 finish"
+    assert [s.get("notes") for s in card["stages"]] == ["style weight 5 erased the skyline", "lr 1e-4 finish"]
+
+
 def test_resume_at_or_past_iters_exports_the_checkpoint(photos, style_png, tmp_path, monkeypatch):
     out = tmp_path / "m.safetensors"
     trained = train_style(_cfg(photos, style_png, out, iters=3))
@@ -212,9 +230,11 @@ def test_cli_flags_left_unset_take_the_library_defaults():
     assert sr == SRConfig(data="d", output="m.safetensors", scale=4, loss="feat")
     assert (sr.lr, style.lr) == (1e-4, 1e-3)
     given = parser.parse_args(["train", "style", *base, "--style-image", "s.jpg", "--iters", "7", "--style-weight",
-                               "2", "--style-layers", "relu1_2,relu3_3", "--batch-size", "3"])
+                               "2", "--style-layers", "relu1_2,relu3_3", "--batch-size", "3",
+                               "--notes", "w5 too strong"])
     cfg = _config(StyleConfig, given)
     assert (cfg.iters, cfg.style_weight, cfg.style_layers, cfg.batch_size) == (7, 2.0, ("relu1_2", "relu3_3"), 3)
+    assert cfg.notes == "w5 too strong"
     bare = parser.parse_args(["optimize", "--content", "c.jpg", "--style", "s.jpg", "-o", "x.png"])
     assert _config(ObjectiveWeights, bare) == ObjectiveWeights()
 

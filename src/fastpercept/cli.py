@@ -83,6 +83,8 @@ def _add_training(p: argparse.ArgumentParser, R: type) -> None:
     p.add_argument("--log-every", type=_positive, default=None, help=f"steps between CSV rows (default {R.log_every})")
     p.add_argument("--compile", action="store_true", help="torch.compile the network and losses (faster steps)")
     p.add_argument("--init-from", default=None, help="fine-tune from an existing model of the same task")
+    p.add_argument("--notes", default=None,
+                   help="what was tried and why these settings, kept in the model card (may be given on --resume)")
     _add_runtime(p)
 
 
@@ -201,7 +203,8 @@ def _print_json(doc) -> None:
 def _batch(pairs: Sequence[tuple[Path, Path]], work: Callable[[Path, Path], None], what: str) -> int:
     """Run ``work`` on every (input, output) pair; report bad files and go on."""
     failed = 0
-    for src, dst in tqdm(pairs, desc=what, unit="img", disable=not sys.stderr.isatty() or len(pairs) < 2, file=sys.stderr):
+    quiet = not sys.stderr.isatty() or len(pairs) < 2
+    for src, dst in tqdm(pairs, desc=what, unit="img", disable=quiet, file=sys.stderr):
         try:
             work(src, dst)
         except UserError as e:
@@ -317,7 +320,8 @@ def cmd_optimize(a: argparse.Namespace) -> int:
     out = Path(a.output)
     # Checked before the (long) optimization rather than by save_image after it.
     if out.suffix.lower() not in IMAGE_SUFFIXES:
-        raise UserError(f"{out}: cannot write '{out.suffix or '(no suffix)'}' images; use one of {', '.join(IMAGE_SUFFIXES)}")
+        raise UserError(f"{out}: cannot write '{out.suffix or '(no suffix)'}' images; "
+                        f"use one of {', '.join(IMAGE_SUFFIXES)}")
     for src in (a.content, a.style):
         if Path(src).exists() and out.exists() and out.resolve() == Path(src).resolve():
             raise UserError(f"{out}: output would overwrite the input {src}; choose another -o")

@@ -61,6 +61,7 @@ class RunConfig:
     vgg_weights: str | None = None
     compile: bool = False
     init_from: str | None = None  # fine-tune from this model file (same task and architecture)
+    notes: str | None = None  # what was tried and why these settings: written to the card
 
     @property
     def ckpt_dir(self) -> Path:
@@ -287,9 +288,10 @@ def _run(task: Task, cfg: RunConfig) -> nn.Module:
                 raise UserError(f"stopped at step {step}; checkpoint saved in {ckpt_dir}, rerun with --resume")
     bar.close()
     model.eval()
-    card = {**task.card, "iterations": step, "batch_size": cfg.batch_size * world, "processes": world, "lr": cfg.lr, "seed": cfg.seed,
+    card = {**task.card, "iterations": step, "batch_size": cfg.batch_size * world, "processes": world, "lr": cfg.lr,
+            "seed": cfg.seed,
             "train_seconds": round(train_seconds, 1), "device": " + ".join(devices) or here, "precision": precision,
-            "final_losses": {k: round(v, 6) for k, v in last.items()},
+            "final_losses": {k: round(v, 6) for k, v in last.items()}, "notes": cfg.notes,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "version": __version__}
     card.pop("loss_terms", None)
     # Only an --init-from model has a card yet (load_model's): the run's source, for the history.
@@ -305,7 +307,7 @@ def _run(task: Task, cfg: RunConfig) -> nn.Module:
 # Flags that may change between a run and its resumption; any other change would silently
 # mix two different trainings in one model.
 _RESUMABLE_CHANGES = {"iters", "resume", "checkpoint_every", "checkpoint_dir", "log_every", "workers", "device",
-                      "precision", "compile", "output", "data", "vgg_weights", "style_image"}
+                      "precision", "compile", "output", "data", "vgg_weights", "style_image", "notes"}
 
 
 def _check_same_run(saved: dict[str, Any], current: dict[str, Any], ckpt_dir: Path) -> None:
@@ -359,7 +361,7 @@ def _initial_model(cfg: RunConfig, task: str, build: Callable[[], nn.Module]) ->
 # What a card's ``stages`` entry keeps of each run: enough to tell how the weights were made.
 _STAGE_KEYS = ("init_from", "iterations", "train_seconds", "batch_size", "lr", "seed", "device", "precision",
                "loss", "patch_size", "blur_sigma", "content_weight", "style_weight", "tv_weight", "style_size",
-               "image_size", "final_losses", "created")
+               "image_size", "final_losses", "notes", "created")
 
 
 def _with_history(card: dict[str, Any], init_card: dict[str, Any] | None) -> dict[str, Any]:
@@ -369,13 +371,19 @@ def _with_history(card: dict[str, Any], init_card: dict[str, Any] | None) -> dic
     source's, so ``iterations`` and ``train_seconds`` count the whole chain (a long training
     continued across machines, or x4 l_feat started from x4 l_pixel); ``stages`` splits them.
     """
-    stage = {k: card[k] for k in _STAGE_KEYS if k in card}
+    stage = _without_empty_notes({k: card[k] for k in _STAGE_KEYS if k in card})
     if not init_card:
-        return {**card, "stages": [stage]}
+        return {**_without_empty_notes(card), "stages": [stage]}
     earlier = init_card.get("stages") or [{k: init_card[k] for k in _STAGE_KEYS if k in init_card}]
-    return {**card, "stages": [*earlier, stage],
+    # A stage without notes of its own keeps the source's: the card says why the weights are so.
+    notes = card.get("notes") or init_card.get("notes")
+    return {**_without_empty_notes({**card, "notes": notes}), "stages": [*earlier, stage],
             "iterations": sum(int(s.get("iterations", 0)) for s in [*earlier, stage]),
             "train_seconds": round(sum(float(s.get("train_seconds", 0.0)) for s in [*earlier, stage]), 1)}
+
+
+def _without_empty_notes(card: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in card.items() if k != "notes" or v}
 
 
 def style_task(cfg: StyleConfig) -> Task:
