@@ -89,6 +89,23 @@ def test_tiled_matches_untiled_without_seams(model_file):
     assert (naive - whole).abs().max().item() > 0.05
 
 
+def test_images_too_big_for_memory_are_tiled_automatically(model_file, monkeypatch, caplog):
+    net = fastpercept.load_model(model_file)
+    x = torch.rand(1, 3, 300, 300)
+    monkeypatch.setattr("fastpercept.inference.available_memory", lambda device: 10**9)
+    assert run_network(net, x).shape == x.shape and not caplog.records  # fits: one pass
+    # 100 MB free: one fp32 pass of 300x300 (144 MB estimated) does not fit; 192 px tiles do
+    monkeypatch.setattr("fastpercept.inference.available_memory", lambda device: 10**8)
+    with caplog.at_level("WARNING", logger="fastpercept"):
+        auto = run_network(net, x)
+    assert "192 px tiles" in caplog.text
+    assert torch.equal(auto, run_network(net, x, tile=192))
+    # not even the input and output fit: one clear error, not the OOM killer
+    monkeypatch.setattr("fastpercept.inference.available_memory", lambda device: 10**6)
+    with pytest.raises(fastpercept.errors.UserError, match="300x300 image needs .* --max-size"):
+        run_network(net, x)
+
+
 def test_cli_file_folder_alpha_gray_and_exif(model_file, tmp_path):
     src = tmp_path / "in"
     (src / "sub").mkdir(parents=True)
