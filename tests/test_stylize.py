@@ -69,7 +69,8 @@ def test_preserve_color_keeps_the_inputs_chroma():
     content, stylized = torch.rand(1, 3, 8, 8) * 0.5 + 0.25, torch.rand(1, 3, 8, 8) * 0.5 + 0.25
     out = preserve_color(stylized, content)
     m = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
-    yiq = lambda x: torch.einsum("ij,njhw->nihw", m, x)
+    def yiq(x):
+        return torch.einsum("ij,njhw->nihw", m, x)
     assert torch.allclose(yiq(out)[:, 1:], yiq(content)[:, 1:], atol=1e-5)
     assert torch.allclose(yiq(out)[:, :1], yiq(stylized)[:, :1], atol=1e-5)
 

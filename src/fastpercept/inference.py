@@ -61,7 +61,8 @@ def _record_instance_stats(model: nn.Module) -> Iterator[dict[nn.Module, tuple[t
 
 
 @contextlib.contextmanager
-def _fixed_instance_stats(model: nn.Module, stats: dict[nn.Module, tuple[torch.Tensor, torch.Tensor]]) -> Iterator[None]:
+def _fixed_instance_stats(model: nn.Module,
+                          stats: dict[nn.Module, tuple[torch.Tensor, torch.Tensor]]) -> Iterator[None]:
     """Make every InstanceNorm2d normalize with the given statistics instead of its input's."""
 
     def hook(module: nn.InstanceNorm2d, args, output):
@@ -263,7 +264,10 @@ def match_histograms(image: torch.Tensor, reference: torch.Tensor) -> torch.Tens
             ref_values, ref_counts = torch.unique(reference[n, c].double(), return_counts=True)
             quantiles = torch.cumsum(counts, 0) / counts.sum()
             ref_quantiles = torch.cumsum(ref_counts, 0) / ref_counts.sum()
-            mapped = _interp(quantiles, ref_quantiles, ref_values) if len(ref_values) > 1 else ref_values.expand_as(values)
+            if len(ref_values) > 1:
+                mapped = _interp(quantiles, ref_quantiles, ref_values)
+            else:
+                mapped = ref_values.expand_as(values)
             out[n, c] = mapped[inverse].to(image.dtype)
     return out
 

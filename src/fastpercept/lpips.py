@@ -110,7 +110,8 @@ class LPIPS(nn.Module):
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """Distances ``(N,)`` between ``a`` and ``b``, both ``(N, 3, H, W)`` RGB in ``[0, 1]``."""
         if a.shape != b.shape or a.dim() != 4 or a.shape[1] != 3:
-            raise ValueError(f"LPIPS expects two (N, 3, H, W) batches of one shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+            raise ValueError(f"LPIPS expects two (N, 3, H, W) batches of one shape, "
+                             f"got {tuple(a.shape)} and {tuple(b.shape)}")
         # One pass over both batches: half the Python overhead, same numbers.
         feats = self._normalized_taps(torch.cat([a, b], dim=0))
         n = a.shape[0]

@@ -68,7 +68,8 @@ def read_card(path: str | os.PathLike) -> dict[str, Any]:
         raise UserError(f"{path}: unreadable model card ({e})") from None
 
 
-def save_model(model: nn.Module, path: str | os.PathLike, card: dict[str, Any], dtype: torch.dtype = torch.float16) -> Path:
+def save_model(model: nn.Module, path: str | os.PathLike, card: dict[str, Any],
+               dtype: torch.dtype = torch.float16) -> Path:
     """Write ``model``'s state dict in ``dtype`` with ``card`` as metadata, atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

