@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from fastpercept.errors import UserError
-from fastpercept.evaluate import eval_style, find_style_image, format_style_table
+from fastpercept.evaluate import eval_style, find_style_image, format_style_table, iterations_to_match
 from fastpercept.images import load_image
 from fastpercept.inference import run_network
 from fastpercept.losses import ObjectiveWeights, StyleObjective
@@ -99,6 +99,27 @@ def test_totals_are_weighted_sums_and_means_are_means(result):
     for r, mean in result["mean"].items():
         for k in TERM_KEYS:
             assert mean[k] == pytest.approx(sum(im[r][k] for im in result["images"]) / 2)
+
+
+def test_iterations_to_match_is_the_first_at_or_below():
+    curve = [30.0, 20.0, 14.0, 15.0, 12.0]
+    assert iterations_to_match(curve, 14.5) == 2
+    assert iterations_to_match(curve, 14.0) == 2  # at counts
+    assert iterations_to_match(curve, 12.5) == 4  # the bump at 3 does not count
+    assert iterations_to_match(curve, 40.0) == 0
+    assert iterations_to_match(curve, 11.0) is None
+
+
+def test_lbfgs_curve_and_the_iterations_that_match_the_network(result):
+    curve = result["lbfgs_curve"]
+    assert len(curve) == 4  # iterations 0..3
+    for n in (2, 3):
+        assert curve[n] == pytest.approx(result["mean"][f"lbfgs_{n}"]["total"])
+    network = result["mean"]["network"]["total"]
+    k = result["lbfgs_iterations_to_match"]
+    assert k == iterations_to_match(curve, network)
+    line = format_style_table(result).splitlines()[-1]
+    assert line.startswith("L-BFGS") and (str(k) in line if k is not None else "within 3 iterations" in line)
 
 
 def test_network_terms_match_a_direct_computation(result, setup, vgg):

@@ -146,7 +146,10 @@ def eval_style(
         "seconds": {"network": s/image, "lbfgs_N": s/image...}, "skipped": [...], ...}``
         where terms are ``{"content", "style", "tv", "total"}`` (unweighted terms and the
         weighted total); ``seconds`` are per-image means (``lbfgs_N``: time to reach N
-        iterations within the run).
+        iterations within the run). With ``vs_optimize`` also ``"lbfgs_curve"``: the mean total
+        after each iteration ``0 .. max(vs_optimize)`` (the paper's Figure 5 curve), and
+        ``"lbfgs_iterations_to_match"``: the first iteration at which that mean is at or below
+        the network's mean total (``None``: not within ``max(vs_optimize)`` iterations).
     """
     counts = _check_counts(vs_optimize)
     dev = resolve_device(device)
@@ -167,6 +170,7 @@ def eval_style(
     keys = ["network", *(f"lbfgs_{n}" for n in counts)]
 
     images: list[dict[str, Any]] = []
+    curves: list[list[float]] = []  # per image: L-BFGS total after each iteration
     seconds: dict[str, list[float]] = {k: [] for k in keys}
     skipped: list[str] = []
     root = Path(content_dir)
@@ -194,16 +198,24 @@ def eval_style(
             for n in counts:
                 row[f"lbfgs_{n}"] = run.snapshots[n]
                 seconds[f"lbfgs_{n}"].append(run.seconds[n])
+            curves.append([terms["total"] for terms in run.history])
         images.append(row)
     if not images:
         raise UserError(f"{content_dir}: none of the {len(files)} image(s) could be read")
 
+    mean = {k: _mean([r[k] for r in images]) for k in keys}
+    comparison: dict[str, Any] = {}
+    if counts:
+        curve = [sum(c[k] for c in curves) / len(curves) for k in range(counts[-1] + 1)]
+        network = mean["network"]["total"]
+        comparison = {"lbfgs_curve": curve, "lbfgs_iterations_to_match": iterations_to_match(curve, network)}
     w = objective.weights
     return {
         "model": model.name,
         "size": size,
         "images": images,
-        "mean": {k: _mean([r[k] for r in images]) for k in keys},
+        "mean": mean,
+        **comparison,
         "objective": {
             "content_weight": w.content_weight, "style_weight": w.style_weight, "tv_weight": w.tv_weight,
             "content_layer": w.content_layer, "style_layers": list(w.style_layers),
@@ -215,6 +227,15 @@ def eval_style(
         "precision": prec,
         "skipped": skipped,
     }
+
+
+def iterations_to_match(curve: Sequence[float], total: float) -> int | None:
+    """The first iteration ``k`` with ``curve[k] <= total`` (``None`` if there is none).
+
+    ``curve[k]`` is the optimization's objective after ``k`` iterations; L-BFGS without a line
+    search is not monotone, so this is the first time it gets there, not where it stays.
+    """
+    return next((k for k, v in enumerate(curve) if v <= total), None)
 
 
 def format_style_table(result: dict[str, Any]) -> str:
@@ -229,6 +250,10 @@ def format_style_table(result: dict[str, Any]) -> str:
              f"{'':<12}{'content':>12}{'style':>12}{'tv':>12}{'total':>12}{'s/image':>10}"]
     for key, terms in mean.items():
         lines.append(f"{key:<12}" + "".join(f"{terms[t]:>12.4g}" for t in TERMS) + f"{secs[key]:>10.3f}")
+    if "lbfgs_iterations_to_match" in result:
+        k, most = result["lbfgs_iterations_to_match"], len(result["lbfgs_curve"]) - 1
+        lines.append(f"L-BFGS reaches the network's total after {k} iteration(s)" if k is not None else
+                     f"L-BFGS does not reach the network's total within {most} iterations")
     if result.get("skipped"):
         lines.append(f"skipped (unreadable): {', '.join(result['skipped'])}")
     return "\n".join(lines)
