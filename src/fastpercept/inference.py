@@ -147,7 +147,7 @@ def auto_tile(shape: torch.Size | tuple[int, ...], scale: int, precision: str, d
     if canvas > free:
         raise UserError(f"a {w}x{h} image needs {canvas / 2**30:.1f} GiB for its input and output alone and "
                         f"{free / 2**30:.1f} GiB is available; reduce it with --max-size")
-    per_pixel = n * PASS_BYTES_PER_OUTPUT_PIXEL.get(precision, 1600) * scale * scale
+    per_pixel = n * PASS_BYTES_PER_OUTPUT_PIXEL[precision] * scale * scale
     budget = MEMORY_SHARE * (free - canvas)
     if h * w * per_pixel <= budget:
         return None

@@ -289,11 +289,13 @@ def _run(task: Task, cfg: RunConfig) -> nn.Module:
     bar.close()
     model.eval()
     card = {**task.card, "iterations": step, "batch_size": cfg.batch_size * world, "processes": world, "lr": cfg.lr,
-            "seed": cfg.seed,
-            "train_seconds": round(train_seconds, 1), "device": " + ".join(devices) or here, "precision": precision,
-            "final_losses": {k: round(v, 6) for k, v in last.items()}, "notes": cfg.notes,
+            "seed": cfg.seed, "train_seconds": round(train_seconds, 1), "device": " + ".join(devices) or here,
+            "precision": precision,
+            "final_losses": {k: round(v, 6) for k, v in last.items()},
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "version": __version__}
     card.pop("loss_terms", None)
+    if cfg.notes:
+        card["notes"] = cfg.notes
     # Only an --init-from model has a card yet (load_model's): the run's source, for the history.
     card = _with_history(card, getattr(task.model, "card", None))
     if main:
@@ -371,19 +373,15 @@ def _with_history(card: dict[str, Any], init_card: dict[str, Any] | None) -> dic
     source's, so ``iterations`` and ``train_seconds`` count the whole chain (a long training
     continued across machines, or x4 l_feat started from x4 l_pixel); ``stages`` splits them.
     """
-    stage = _without_empty_notes({k: card[k] for k in _STAGE_KEYS if k in card})
+    stage = {k: card[k] for k in _STAGE_KEYS if k in card}
     if not init_card:
-        return {**_without_empty_notes(card), "stages": [stage]}
+        return {**card, "stages": [stage]}
     earlier = init_card.get("stages") or [{k: init_card[k] for k in _STAGE_KEYS if k in init_card}]
     # A stage without notes of its own keeps the source's: the card says why the weights are so.
     notes = card.get("notes") or init_card.get("notes")
-    return {**_without_empty_notes({**card, "notes": notes}), "stages": [*earlier, stage],
+    return {**card, **({"notes": notes} if notes else {}), "stages": [*earlier, stage],
             "iterations": sum(int(s.get("iterations", 0)) for s in [*earlier, stage]),
             "train_seconds": round(sum(float(s.get("train_seconds", 0.0)) for s in [*earlier, stage]), 1)}
-
-
-def _without_empty_notes(card: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in card.items() if k != "notes" or v}
 
 
 def style_task(cfg: StyleConfig) -> Task:
