@@ -181,3 +181,22 @@ def test_tiny_images_work(model_file, size):
 def test_too_small_tile_is_a_user_error(model_file, photo):
     code, out, err = cli("stylize", photo, "--style", model_file, "--tile", "4")
     assert code == 2 and "--tile must be at least" in err
+
+
+def test_every_cli_option_has_help():
+    """`fastpercept COMMAND --help` explains each option (argparse shows bare names otherwise)."""
+    import argparse
+
+    from fastpercept.cli import build_parser
+
+    def parsers(p: argparse.ArgumentParser):
+        yield p
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    yield from parsers(sub)
+
+    bare = [f"{p.prog} {'/'.join(a.option_strings) or a.dest}" for p in parsers(build_parser()) for a in p._actions
+            if not isinstance(a, (argparse._HelpAction, argparse._VersionAction, argparse._SubParsersAction))
+            and not a.help and not a.choices]
+    assert bare == []

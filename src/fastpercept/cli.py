@@ -48,8 +48,13 @@ def _positive(text: str) -> int:
 
 
 def _add_runtime(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: cuda if available")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                   help="auto: bf16 on CUDA and on CPUs with native bf16 (AMX, AVX512-BF16), else fp32")
+
+
+def _add_json(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
 
 
 # Training and objective flags default to None: the library's dataclasses (RunConfig,
@@ -93,11 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="fastpercept", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"fastpercept {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug-level log messages")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("stylize", help="stylize images or folders with a trained style")
-    p.add_argument("inputs", nargs="+", metavar="INPUT")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders (read recursively)")
     p.add_argument("--style", default=None, help="shipped style name or model file (default: mosaic)")
     p.add_argument("-o", "--output", default=None, help="output file (one input) or folder")
     p.add_argument("--max-size", type=_positive, default=None, help="downscale inputs to this longest side")
@@ -107,20 +112,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_runtime(p)
 
     p = sub.add_parser("upscale", help="super-resolve images x4 or x8")
-    p.add_argument("inputs", nargs="+", metavar="INPUT")
-    p.add_argument("--model", default="x4")
-    p.add_argument("-o", "--output", default=None)
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders (read recursively)")
+    p.add_argument("--model", default="x4", help="shipped SR model name or model file (default: x4)")
+    p.add_argument("-o", "--output", default=None, help="output file (one input) or folder")
     p.add_argument("--match-colors", action="store_true",
                    help="match the output's colour histograms to the input's (the paper's post-processing)")
-    p.add_argument("--max-size", type=_positive, default=None)
-    p.add_argument("--tile", type=_positive, default=None)
+    p.add_argument("--max-size", type=_positive, default=None, help="downscale inputs to this longest side first")
+    p.add_argument("--tile", type=_positive, default=None, help="process in tiles of this many input pixels")
     _add_runtime(p)
 
     train = sub.add_parser("train", help="train a style or super-resolution network")
     tsub = train.add_subparsers(dest="task", required=True)
     p = tsub.add_parser("style", help="train a style transfer network on a folder of photos")
     _add_training(p, StyleConfig)
-    p.add_argument("--style-image", required=True)
+    p.add_argument("--style-image", required=True, help="the style to learn (any image file)")
     p.add_argument("--image-size", type=_positive, default=None,
                    help=f"training crop side (px; default {StyleConfig.image_size})")
     _add_objective(p)
@@ -132,7 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = tsub.add_parser("sr", help="train a super-resolution network on a folder of photos")
     _add_training(p, SRConfig)
     p.add_argument("--scale", type=int, required=True, choices=[4, 8])
-    p.add_argument("--loss", required=True, choices=["feat", "pixel"])
+    p.add_argument("--loss", required=True, choices=["feat", "pixel"],
+                   help="feature reconstruction at the content layer (the paper's) or per-pixel (its baseline)")
     p.add_argument("--patch-size", type=_positive, default=None,
                    help=f"HR patch side (px), a multiple of the scale (default {SRConfig.patch_size})")
     p.add_argument("--blur-sigma", type=float, default=None,
@@ -146,30 +152,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--norm", default=None, choices=["batch", "instance"], help=f"default: {SRConfig.norm} (the paper)")
     p.add_argument("--skip", default=None, choices=["bicubic", "none"],
                    help="predict a correction to bicubic (default) or the whole image (the paper)")
-    p.add_argument("--vgg-weights", default=None)
+    p.add_argument("--vgg-weights", default=None, help="VGG-16 weights file (else resolved per `fastpercept weights`)")
 
     p = sub.add_parser("optimize", help="the Gatys et al. optimization baseline on the same objective")
-    p.add_argument("--content", required=True)
+    p.add_argument("--content", required=True, help="content image")
     p.add_argument("--style", required=True, help="style image")
-    p.add_argument("-o", "--output", required=True)
-    p.add_argument("--iters", type=_positive, default=500)
-    p.add_argument("--optimizer", default="lbfgs", choices=["lbfgs", "adam"])
-    p.add_argument("--init", default="noise", choices=["noise", "content"])
+    p.add_argument("-o", "--output", required=True, help="output image")
+    p.add_argument("--iters", type=_positive, default=500, help="optimizer iterations (default 500)")
+    p.add_argument("--optimizer", default="lbfgs", choices=["lbfgs", "adam"], help="default: lbfgs")
+    p.add_argument("--init", default="noise", choices=["noise", "content"],
+                   help="start from white noise (default, as in the paper) or from the content image")
     p.add_argument("--size", type=_positive, default=256, help="longest side of the content image")
     p.add_argument("--lr", type=float, default=None, help="Adam step size (default 0.05) or L-BFGS lr (default 1)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     _add_objective(p)
     _add_runtime(p)
 
     ev = sub.add_parser("eval", help="measure a model")
     esub = ev.add_subparsers(dest="task", required=True)
     p = esub.add_parser("style", help="objective terms of a style model's outputs (vs optimization)")
-    p.add_argument("--model", required=True)
+    p.add_argument("--model", required=True, help="shipped style name or model file")
     p.add_argument("--content", required=True, help="folder of content photos")
-    p.add_argument("--size", type=_positive, default=256)
-    p.add_argument("--vs-optimize", type=_ints, default=[], help="L-BFGS iteration counts to compare with")
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--vgg-weights", default=None)
+    p.add_argument("--size", type=_positive, default=256, help="longest side the photos are resized to (default 256)")
+    p.add_argument("--vs-optimize", type=_ints, default=[], metavar="N,N,...",
+                   help="L-BFGS iteration counts to compare with, e.g. 50,100 (one run per photo, from noise)")
+    _add_json(p)
+    p.add_argument("--vgg-weights", default=None, help="VGG-16 weights file (else resolved per `fastpercept weights`)")
     p.add_argument("--style-image", default=None,
                    help="the model's style image (default: its card's file name, looked up in the usual places)")
     _add_runtime(p)
@@ -181,18 +189,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", type=int, default=None, choices=[4, 8],
                    help="required with --model bicubic; a model's scale comes from its card")
     p.add_argument("--tile", type=_positive, default=None, help="run the network in tiles of this many pixels")
-    p.add_argument("--lpips-net", default="alex", choices=["alex", "vgg"])
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--lpips-net", default="alex", choices=["alex", "vgg"], help="LPIPS backbone (default alex)")
+    _add_json(p)
     _add_runtime(p)
 
     p = sub.add_parser("models", help="list shipped models")
-    p.add_argument("--json", action="store_true")
+    _add_json(p)
     p = sub.add_parser("info", help="show a model's card")
-    p.add_argument("model")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("model", help="shipped model name or model file")
+    _add_json(p)
     p = sub.add_parser("weights", help="where the VGG-16 and LPIPS weights come from (fetches them)")
-    p.add_argument("--vgg-weights", default=None)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--vgg-weights", default=None, help="VGG-16 weights file (else resolved per SPEC's order)")
+    _add_json(p)
     return parser
 
 
