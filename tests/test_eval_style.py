@@ -13,6 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
+from fastpercept.data import centre_crop
 from fastpercept.errors import UserError
 from fastpercept.evaluate import eval_style, find_style_image, format_style_table, iterations_to_match
 from fastpercept.images import load_image
@@ -122,19 +123,49 @@ def test_lbfgs_curve_and_the_iterations_that_match_the_network(result):
     assert line.startswith("L-BFGS") and (str(k) in line if k is not None else "within 3 iterations" in line)
 
 
+def _card_objective(vgg, style: Path) -> StyleObjective:
+    """The tiny model's objective, built here by hand from CARD_WEIGHTS."""
+    w = CARD_WEIGHTS
+    weights = ObjectiveWeights(w["content_weight"], w["style_weight"], w["tv_weight"], w["content_layer"],
+                               tuple(w["style_layers"]))
+    return StyleObjective(vgg, load_image(style, max_size=32).rgb, weights)
+
+
 def test_network_terms_match_a_direct_computation(result, setup, vgg):
     """The same content tensor, network output and objective, computed here by hand."""
     model = load_model(setup["model"])
-    weights = ObjectiveWeights(CARD_WEIGHTS["content_weight"], CARD_WEIGHTS["style_weight"],
-                               CARD_WEIGHTS["tv_weight"], CARD_WEIGHTS["content_layer"],
-                               tuple(CARD_WEIGHTS["style_layers"]))
-    objective = StyleObjective(vgg, load_image(setup["style"], max_size=32).rgb, weights)
+    objective = _card_objective(vgg, setup["style"])
     x = load_image(setup["content"] / "b.png", max_size=32).rgb
     with torch.no_grad():
         terms = objective(run_network(model, x), objective.content_features(x))
     got = result["images"][1]["network"]
     for k in TERM_KEYS:
         assert got[k] == pytest.approx(float(terms[k]), rel=1e-4)
+
+
+@pytest.mark.parametrize("h, w", [(48, 32), (32, 48)])
+def test_centre_crop_takes_the_middle_square(h, w):
+    x = torch.rand(1, 3, h, w)  # shorter side already the size: no resampling, a pure crop
+    top, left = (h - 32) // 2, (w - 32) // 2
+    assert torch.equal(centre_crop(x, 32), x[..., top:top + 32, left:left + 32])
+    assert centre_crop(torch.rand(1, 3, 90, 70), 32).shape == (1, 3, 32, 32)  # resized, then cropped
+
+
+def test_crop_scores_the_centre_square(setup, vgg):
+    res = eval_style(setup["model"], setup["content"], size=32, device="cpu", precision="fp32",
+                     style_image=setup["style"], crop=True)
+    assert res["crop"] is True and "32x32 centre crops" in format_style_table(res).splitlines()[0]
+    model = load_model(setup["model"])
+    objective = _card_objective(vgg, setup["style"])
+    x = centre_crop(load_image(setup["content"] / "a.png").rgb, 32)  # 40 x 48 -> 32 x 38 -> 32 x 32
+    with torch.no_grad():
+        terms = objective(run_network(model, x), objective.content_features(x))
+    for k in TERM_KEYS:
+        assert res["images"][0]["network"][k] == pytest.approx(float(terms[k]), rel=1e-4)
+    whole = eval_style(setup["model"], setup["content"], size=32, device="cpu", precision="fp32",
+                       style_image=setup["style"])
+    assert whole["crop"] is False
+    assert whole["images"][0]["network"]["content"] != pytest.approx(res["images"][0]["network"]["content"])
 
 
 def test_table_lists_every_row(result):

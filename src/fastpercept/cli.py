@@ -174,6 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="shipped style name or model file")
     p.add_argument("--content", required=True, help="folder of content photos")
     p.add_argument("--size", type=_positive, default=256, help="longest side the photos are resized to (default 256)")
+    p.add_argument("--crop", action="store_true",
+                   help="score each photo's centre SIZE x SIZE square, shorter side resized to SIZE as in training "
+                        "(the paper's Figure 5 used square images)")
     p.add_argument("--vs-optimize", type=_ints, default=[], metavar="N,N,...",
                    help="L-BFGS iteration counts to compare with, e.g. 50,100 (one run per photo, from noise)")
     _add_json(p)
@@ -394,7 +397,7 @@ def cmd_eval_style(a: argparse.Namespace) -> int:
     from .evaluate import eval_style, format_style_table
 
     result = eval_style(a.model, a.content, size=a.size, vs_optimize=a.vs_optimize, vgg_weights=a.vgg_weights,
-                        device=a.device, precision=a.precision, style_image=a.style_image)
+                        device=a.device, precision=a.precision, style_image=a.style_image, crop=a.crop)
     if a.json:
         _print_json(result)
     else:

@@ -54,6 +54,18 @@ def _resize_shorter(img: torch.Tensor, shorter: int) -> torch.Tensor:
     return F.interpolate(img, size=size, mode="bilinear", antialias=True, align_corners=False)
 
 
+def centre_crop(img: torch.Tensor, size: int) -> torch.Tensor:
+    """The centre ``size`` x ``size`` square after resizing the shorter side to ``size``.
+
+    The same resizing as :class:`RandomCrops` at its smallest scale, so content is seen at the
+    scale style networks are trained on. ``img`` (1, 3, H, W) float in [0, 1] -> (1, 3, size, size).
+    """
+    img = _resize_shorter(img, size)
+    h, w = img.shape[-2:]
+    top, left = (h - size) // 2, (w - size) // 2
+    return img[..., top:top + size, left:left + size].contiguous()
+
+
 class RandomCrops(Dataset):
     """Square crops for style training: shorter side resized to ``U[size, 1.25 size]``, a random
     ``size`` x ``size`` crop, a random horizontal flip.

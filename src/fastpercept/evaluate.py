@@ -12,9 +12,12 @@ size), and optionally compared with L-BFGS optimization from noise on the same o
 iteration count of one run.
 
 ``eval style`` loads content images whole, downscaled so the longest side is at most ``size``
-(Lanczos, aspect ratio kept, never upscaled) — the same loading as ``stylize --max-size``. No
-crop: the objective is defined on any size, the network and the optimization see the very same
-tensor, and a crop would score only part of each photo.
+(Lanczos, aspect ratio kept, never upscaled) — the same loading as ``stylize --max-size``: the
+objective is defined on any size and the network and the optimization see the very same tensor.
+With ``crop`` each photo becomes its centre ``size`` x ``size`` square instead, the shorter side
+resized to ``size`` as in style training (:func:`fastpercept.data.centre_crop`): the paper's
+Figure 5 used square images, and a whole photo reduced to a 256 px longest side shows its
+content at about 0.6x the scale a network trained on 256 px crops of the shorter side has seen.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import Any, Sequence
 import torch
 from tqdm import tqdm
 
+from .data import centre_crop
 from .device import resolve_device, resolve_precision
 from .errors import UserError
 from .images import list_images, load_image
@@ -126,6 +130,7 @@ def eval_style(
     precision: str = "auto",
     style_image: str | Path | None = None,
     progress: bool | None = None,
+    crop: bool = False,
 ) -> dict[str, Any]:
     """Score a style model on every image of ``content_dir`` (optionally vs L-BFGS).
 
@@ -140,8 +145,10 @@ def eval_style(
             (VGG) and the optimization are always float32.
         style_image: the model's style image, when it is not found from its card's file name.
         progress: progress bar on stderr; default: when stderr is a terminal.
+        crop: score the centre ``size`` x ``size`` square of each photo, its shorter side resized
+            to ``size`` (see the module docstring), instead of the whole photo.
     Returns:
-        ``{"model", "size", "images": [{"name", "network": terms, "lbfgs_N": terms...}],
+        ``{"model", "size", "crop", "images": [{"name", "network": terms, "lbfgs_N": terms...}],
         "mean": {"network": terms, "lbfgs_N": terms...}, "objective": {...},
         "seconds": {"network": s/image, "lbfgs_N": s/image...}, "skipped": [...], ...}``
         where terms are ``{"content", "style", "tv", "total"}`` (unweighted terms and the
@@ -180,7 +187,7 @@ def eval_style(
     for path in tqdm(files, desc="eval style", unit="img", file=sys.stderr, disable=not progress):
         name = path.relative_to(root).as_posix() if root.is_dir() else path.name
         try:
-            x = load_image(path, max_size=size).rgb.to(dev)
+            x = (centre_crop(load_image(path).rgb, size) if crop else load_image(path, max_size=size).rgb).to(dev)
         except UserError as e:  # a batch goes on past a bad file (SPEC)
             tqdm.write(f"fastpercept: error: {e}", file=sys.stderr)
             skipped.append(name)
@@ -213,6 +220,7 @@ def eval_style(
     return {
         "model": model.name,
         "size": size,
+        "crop": crop,
         "images": images,
         "mean": mean,
         **comparison,
@@ -246,7 +254,9 @@ def format_style_table(result: dict[str, Any]) -> str:
     """
     mean, secs = result["mean"], result["seconds"]
     n = len(result["images"])
-    lines = [f"model {result['model']}: mean over {n} image(s), longest side {result['size']} px",
+    shape = f"{result['size']}x{result['size']} centre crops" if result.get("crop") else \
+        f"longest side {result['size']} px"
+    lines = [f"model {result['model']}: mean over {n} image(s), {shape}",
              f"{'':<12}{'content':>12}{'style':>12}{'tv':>12}{'total':>12}{'s/image':>10}"]
     for key, terms in mean.items():
         lines.append(f"{key:<12}" + "".join(f"{terms[t]:>12.4g}" for t in TERMS) + f"{secs[key]:>10.3f}")
