@@ -21,6 +21,8 @@ from .errors import UserError
 
 log = logging.getLogger("fastpercept")
 
+VGG_HELP = "VGG-16 weights file (default: found as `fastpercept weights` shows)"
+
 
 def _csv(text: str) -> tuple[str, ...]:
     return tuple(t.strip() for t in text.split(",") if t.strip())
@@ -70,7 +72,7 @@ def _add_objective(p: argparse.ArgumentParser) -> None:
     p.add_argument("--style-size", type=_positive, default=None,
                    help=f"longest side of the style image (px; never enlarged): sets the scale of the strokes "
                         f"(default {STYLE_SIZE})")
-    p.add_argument("--vgg-weights", default=None, help="VGG-16 weights file (else resolved per `fastpercept weights`)")
+    p.add_argument("--vgg-weights", default=None, help=VGG_HELP)
 
 
 def _add_training(p: argparse.ArgumentParser, R: type) -> None:
@@ -152,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--norm", default=None, choices=["batch", "instance"], help=f"default: {SRConfig.norm} (the paper)")
     p.add_argument("--skip", default=None, choices=["bicubic", "none"],
                    help="predict a correction to bicubic (default) or the whole image (the paper)")
-    p.add_argument("--vgg-weights", default=None, help="VGG-16 weights file (else resolved per `fastpercept weights`)")
+    p.add_argument("--vgg-weights", default=None, help=VGG_HELP)
 
     p = sub.add_parser("optimize", help="the Gatys et al. optimization baseline on the same objective")
     p.add_argument("--content", required=True, help="content image")
@@ -173,14 +175,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = esub.add_parser("style", help="objective terms of a style model's outputs (vs optimization)")
     p.add_argument("--model", required=True, help="shipped style name or model file")
     p.add_argument("--content", required=True, help="folder of content photos")
-    p.add_argument("--size", type=_positive, default=256, help="longest side the photos are resized to (default 256)")
+    p.add_argument("--size", type=_positive, default=256,
+                   help="longest side the photos are reduced to (with --crop: the square's side; default 256)")
     p.add_argument("--crop", action="store_true",
                    help="score each photo's centre SIZE x SIZE square, shorter side resized to SIZE as in training "
                         "(the paper's Figure 5 used square images)")
     p.add_argument("--vs-optimize", type=_ints, default=[], metavar="N,N,...",
                    help="L-BFGS iteration counts to compare with, e.g. 50,100 (one run per photo, from noise)")
     _add_json(p)
-    p.add_argument("--vgg-weights", default=None, help="VGG-16 weights file (else resolved per `fastpercept weights`)")
+    p.add_argument("--vgg-weights", default=None, help=VGG_HELP)
     p.add_argument("--style-image", default=None,
                    help="the model's style image (default: its card's file name, looked up in the usual places)")
     _add_runtime(p)
@@ -202,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="shipped model name or model file")
     _add_json(p)
     p = sub.add_parser("weights", help="where the VGG-16 and LPIPS weights come from (fetches them)")
-    p.add_argument("--vgg-weights", default=None, help="VGG-16 weights file (else resolved per SPEC's order)")
+    p.add_argument("--vgg-weights", default=None, help=VGG_HELP)
     _add_json(p)
     return parser
 
