@@ -131,16 +131,19 @@ def _card_objective(vgg, style: Path) -> StyleObjective:
     return StyleObjective(vgg, load_image(style, max_size=32).rgb, weights)
 
 
-def test_network_terms_match_a_direct_computation(result, setup, vgg):
-    """The same content tensor, network output and objective, computed here by hand."""
-    model = load_model(setup["model"])
+def _assert_network_terms(got: dict, setup, vgg, x: torch.Tensor) -> None:
+    """``got`` equals the tiny model's output on ``x`` scored by hand with its objective."""
     objective = _card_objective(vgg, setup["style"])
-    x = load_image(setup["content"] / "b.png", max_size=32).rgb
     with torch.no_grad():
-        terms = objective(run_network(model, x), objective.content_features(x))
-    got = result["images"][1]["network"]
+        terms = objective(run_network(load_model(setup["model"]), x), objective.content_features(x))
     for k in TERM_KEYS:
         assert got[k] == pytest.approx(float(terms[k]), rel=1e-4)
+
+
+def test_network_terms_match_a_direct_computation(result, setup, vgg):
+    """The same content tensor, network output and objective, computed here by hand."""
+    x = load_image(setup["content"] / "b.png", max_size=32).rgb
+    _assert_network_terms(result["images"][1]["network"], setup, vgg, x)
 
 
 @pytest.mark.parametrize("h, w", [(48, 32), (32, 48)])
@@ -151,19 +154,13 @@ def test_centre_crop_takes_the_middle_square(h, w):
     assert centre_crop(torch.rand(1, 3, 90, 70), 32).shape == (1, 3, 32, 32)  # resized, then cropped
 
 
-def test_crop_scores_the_centre_square(setup, vgg):
+def test_crop_scores_the_centre_square(result, setup, vgg):
     res = eval_style(setup["model"], setup["content"], size=32, device="cpu", precision="fp32",
                      style_image=setup["style"], crop=True)
     assert res["crop"] is True and "32x32 centre crops" in format_style_table(res).splitlines()[0]
-    model = load_model(setup["model"])
-    objective = _card_objective(vgg, setup["style"])
     x = centre_crop(load_image(setup["content"] / "a.png").rgb, 32)  # 40 x 48 -> 32 x 38 -> 32 x 32
-    with torch.no_grad():
-        terms = objective(run_network(model, x), objective.content_features(x))
-    for k in TERM_KEYS:
-        assert res["images"][0]["network"][k] == pytest.approx(float(terms[k]), rel=1e-4)
-    whole = eval_style(setup["model"], setup["content"], size=32, device="cpu", precision="fp32",
-                       style_image=setup["style"])
+    _assert_network_terms(res["images"][0]["network"], setup, vgg, x)
+    whole = result  # the same photos scored whole
     assert whole["crop"] is False
     assert whole["images"][0]["network"]["content"] != pytest.approx(res["images"][0]["network"]["content"])
 

@@ -55,6 +55,15 @@ def _add_runtime(p: argparse.ArgumentParser) -> None:
                    help="auto: bf16 on CUDA and on CPUs with native bf16 (AMX, AVX512-BF16), else fp32")
 
 
+def _add_images(p: argparse.ArgumentParser) -> None:
+    """What `stylize` and `upscale` share: inputs, output, input size, tiles, device."""
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders (read recursively)")
+    p.add_argument("-o", "--output", default=None, help="output file (one input) or folder")
+    p.add_argument("--max-size", type=_positive, default=None, help="downscale inputs to this longest side first")
+    p.add_argument("--tile", type=_positive, default=None, help="process in tiles of this many input pixels")
+    _add_runtime(p)
+
+
 def _add_json(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
 
@@ -104,24 +113,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("stylize", help="stylize images or folders with a trained style")
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders (read recursively)")
+    _add_images(p)
     p.add_argument("--style", default=None, help="shipped style name or model file (default: mosaic)")
-    p.add_argument("-o", "--output", default=None, help="output file (one input) or folder")
-    p.add_argument("--max-size", type=_positive, default=None, help="downscale inputs to this longest side")
     p.add_argument("--strength", type=_unit, default=1.0, help="0 = input, 1 = full style")
     p.add_argument("--preserve-color", action="store_true", help="keep the input's colours")
-    p.add_argument("--tile", type=_positive, default=None, help="process in tiles of this many pixels")
-    _add_runtime(p)
 
     p = sub.add_parser("upscale", help="super-resolve images x4 or x8")
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders (read recursively)")
+    _add_images(p)
     p.add_argument("--model", default="x4", help="shipped SR model name or model file (default: x4)")
-    p.add_argument("-o", "--output", default=None, help="output file (one input) or folder")
     p.add_argument("--match-colors", action="store_true",
                    help="match the output's colour histograms to the input's (the paper's post-processing)")
-    p.add_argument("--max-size", type=_positive, default=None, help="downscale inputs to this longest side first")
-    p.add_argument("--tile", type=_positive, default=None, help="process in tiles of this many input pixels")
-    _add_runtime(p)
 
     train = sub.add_parser("train", help="train a style or super-resolution network")
     tsub = train.add_subparsers(dest="task", required=True)

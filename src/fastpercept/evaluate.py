@@ -187,7 +187,8 @@ def eval_style(
     for path in tqdm(files, desc="eval style", unit="img", file=sys.stderr, disable=not progress):
         name = path.relative_to(root).as_posix() if root.is_dir() else path.name
         try:
-            x = (centre_crop(load_image(path).rgb, size) if crop else load_image(path, max_size=size).rgb).to(dev)
+            x = load_image(path, max_size=None if crop else size).rgb
+            x = (centre_crop(x, size) if crop else x).to(dev)
         except UserError as e:  # a batch goes on past a bad file (SPEC)
             tqdm.write(f"fastpercept: error: {e}", file=sys.stderr)
             skipped.append(name)
@@ -203,7 +204,7 @@ def eval_style(
             run = optimize_image(objective, x, counts[-1], optimizer="lbfgs", init="noise", seed=0,
                                  record_at=counts, progress=False)
             for n in counts:
-                row[f"lbfgs_{n}"] = run.snapshots[n]
+                row[f"lbfgs_{n}"] = run.history[n]
                 seconds[f"lbfgs_{n}"].append(run.seconds[n])
             curves.append([terms["total"] for terms in run.history])
         images.append(row)
@@ -213,7 +214,7 @@ def eval_style(
     mean = {k: _mean([r[k] for r in images]) for k in keys}
     comparison: dict[str, Any] = {}
     if counts:
-        curve = [sum(c[k] for c in curves) / len(curves) for k in range(counts[-1] + 1)]
+        curve = [sum(at_k) / len(at_k) for at_k in zip(*curves)]  # iterations 0 .. max(counts)
         network = mean["network"]["total"]
         comparison = {"lbfgs_curve": curve, "lbfgs_iterations_to_match": iterations_to_match(curve, network)}
     w = objective.weights

@@ -64,7 +64,6 @@ class OptimizeResult:
         history: ``history[k]`` holds the objective terms (``content``, ``style``, ``tv``
             unweighted, ``total`` weighted) of the image after ``k`` iterations,
             ``k = 0 .. iters`` (``history[0]`` is the initial image).
-        snapshots: ``{k: history[k]}`` for each ``k`` in ``record_at``.
         seconds: ``{k: wall-clock seconds from the start until the terms of iteration k were
             known}`` for each ``k`` in ``record_at``.
         evaluations: objective evaluations made: one with its gradient per iteration, plus one
@@ -73,7 +72,6 @@ class OptimizeResult:
 
     image: torch.Tensor
     history: list[Terms] = field(default_factory=list)
-    snapshots: dict[int, Terms] = field(default_factory=dict)
     seconds: dict[int, float] = field(default_factory=dict)
     evaluations: int = 0
 
@@ -109,7 +107,7 @@ def _make_optimizer(name: str, x: torch.Tensor, lr: float) -> torch.optim.Optimi
     if name == "lbfgs":
         # tolerance_* = 0: run exactly the iterations asked for; the gradients here are large
         # (the objective starts near 1e3), but a near-stationary point must not end the run
-        # early and leave the snapshots of later iterations unrecorded.
+        # early and leave the later iterations unrun.
         return torch.optim.LBFGS([x], lr=lr, max_iter=1, history_size=LBFGS_HISTORY,
                                  tolerance_grad=0.0, tolerance_change=0.0, line_search_fn=None)
     if name == "adam":
@@ -140,8 +138,8 @@ def optimize_image(
         init: ``noise`` (seeded Gaussian noise) or ``content`` (the content image).
         lr: step size; default 1 for L-BFGS (its quasi-Newton step), 0.05 for Adam.
         seed: seed of the noise.
-        record_at: iteration counts whose terms go to ``snapshots`` (and their elapsed time to
-            ``seconds``), e.g. ``(50, 100, 300)`` from a single run of 300 iterations.
+        record_at: iteration counts whose elapsed time goes to ``seconds`` (their terms are
+            ``history[k]``), e.g. ``(50, 100, 300)`` from a single run of 300 iterations.
         callback: called as ``callback(k, terms)`` for every history entry, ``k = 0 .. iters``.
         progress: show a progress bar on stderr; default: when stderr is a terminal.
     Returns:
@@ -169,7 +167,6 @@ def optimize_image(
             raise RuntimeError(f"objective is not finite after {k} iterations: {terms}")
         result.history.append(terms)
         if k in record:
-            result.snapshots[k] = terms
             result.seconds[k] = _now(content.device) - start
         if callback is not None:
             callback(k, terms)
