@@ -160,9 +160,8 @@ def test_crop_scores_the_centre_square(result, setup, vgg):
     assert res["crop"] is True and "32x32 centre crops" in format_style_table(res).splitlines()[0]
     x = centre_crop(load_image(setup["content"] / "a.png").rgb, 32)  # 40 x 48 -> 32 x 38 -> 32 x 32
     _assert_network_terms(res["images"][0]["network"], setup, vgg, x)
-    whole = result  # the same photos scored whole
-    assert whole["crop"] is False
-    assert whole["images"][0]["network"]["content"] != pytest.approx(res["images"][0]["network"]["content"])
+    assert result["crop"] is False  # the module's result: the same photos scored whole
+    assert result["images"][0]["network"]["content"] != pytest.approx(res["images"][0]["network"]["content"])
 
 
 def test_table_lists_every_row(result):

@@ -187,8 +187,10 @@ def eval_style(
     for path in tqdm(files, desc="eval style", unit="img", file=sys.stderr, disable=not progress):
         name = path.relative_to(root).as_posix() if root.is_dir() else path.name
         try:
-            x = load_image(path, max_size=None if crop else size).rgb
-            x = (centre_crop(x, size) if crop else x).to(dev)
+            if crop:  # full resolution first: centre_crop resizes the shorter side itself
+                x = centre_crop(load_image(path).rgb, size).to(dev)
+            else:
+                x = load_image(path, max_size=size).rgb.to(dev)
         except UserError as e:  # a batch goes on past a bad file (SPEC)
             tqdm.write(f"fastpercept: error: {e}", file=sys.stderr)
             skipped.append(name)
