@@ -28,7 +28,7 @@ def content(shared_data) -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def lbfgs_run(objective, content):
-    return optimize_image(objective, content, 25, optimizer="lbfgs", init="noise", seed=0, record_at=(0, 5, 25))
+    return optimize_image(objective, content, 25, optimizer="lbfgs", init="noise", seed=0)
 
 
 def test_lbfgs_decreases_the_objective(lbfgs_run):
@@ -55,11 +55,11 @@ def test_history_is_the_objective_of_the_returned_image(lbfgs_run, objective, co
         assert h["total"] == pytest.approx(weighted, rel=1e-5)
 
 
-def test_seconds_at_requested_iterations(lbfgs_run):
-    assert len(lbfgs_run.history) == 26  # iterations 0 .. 25
-    assert lbfgs_run.history[25]["total"] < lbfgs_run.history[5]["total"] < lbfgs_run.history[0]["total"]
+def test_seconds_parallel_to_history(lbfgs_run):
     secs = lbfgs_run.seconds
-    assert sorted(secs) == [0, 5, 25] and 0.0 <= secs[0] <= secs[5] <= secs[25]
+    assert len(secs) == len(lbfgs_run.history) == 26  # iterations 0 .. 25
+    assert secs[0] > 0.0  # the first evaluation (a VGG forward and backward) is inside the clock
+    assert all(a < b for a, b in zip(secs, secs[1:]))  # every iteration evaluates, so time advances
 
 
 def test_lbfgs_beats_adam_at_equal_iterations(lbfgs_run, objective, content):
@@ -71,7 +71,7 @@ def test_lbfgs_beats_adam_at_equal_iterations(lbfgs_run, objective, content):
 
 
 def test_content_init_starts_at_zero_content_loss(objective, content):
-    run = optimize_image(objective, content, 2, init="content", record_at=(0,))
+    run = optimize_image(objective, content, 2, init="content")
     assert run.history[0]["content"] == 0.0
     assert run.history[0]["total"] == pytest.approx(
         objective.weights.style_weight * run.history[0]["style"] + objective.weights.tv_weight * run.history[0]["tv"])
@@ -96,8 +96,8 @@ def test_noise_init_is_seeded_noise_in_range(content):
 
 
 def test_bad_arguments(objective, content):
-    with pytest.raises(ValueError, match="record_at"):
-        optimize_image(objective, content, 3, record_at=(4,))
+    with pytest.raises(ValueError, match="iters"):
+        optimize_image(objective, content, -1)
     with pytest.raises(ValueError, match="optimizer"):
         optimize_image(objective, content, 1, optimizer="sgd")
     with pytest.raises(ValueError, match="init"):

@@ -203,8 +203,7 @@ def eval_style(
         row: dict[str, Any] = {"name": name, "network": _terms(objective, y, content_feat)}
         seconds["network"].append(sec)
         if counts:
-            run = optimize_image(objective, x, counts[-1], optimizer="lbfgs", init="noise", seed=0,
-                                 record_at=counts, progress=False)
+            run = optimize_image(objective, x, counts[-1], optimizer="lbfgs", init="noise", seed=0, progress=False)
             for n in counts:
                 row[f"lbfgs_{n}"] = run.history[n]
                 seconds[f"lbfgs_{n}"].append(run.seconds[n])

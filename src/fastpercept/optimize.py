@@ -36,7 +36,7 @@ import math
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Callable
 
 import torch
 from tqdm import tqdm
@@ -64,15 +64,15 @@ class OptimizeResult:
         history: ``history[k]`` holds the objective terms (``content``, ``style``, ``tv``
             unweighted, ``total`` weighted) of the image after ``k`` iterations,
             ``k = 0 .. iters`` (``history[0]`` is the initial image).
-        seconds: ``{k: wall-clock seconds from the start until the terms of iteration k were
-            known}`` for each ``k`` in ``record_at``.
+        seconds: ``seconds[k]``: wall-clock seconds from the start until ``history[k]`` was
+            known (the terms are read every iteration, so timing each costs nothing more).
         evaluations: objective evaluations made: one with its gradient per iteration, plus one
             forward pass for the terms of the final image.
     """
 
     image: torch.Tensor
     history: list[Terms] = field(default_factory=list)
-    seconds: dict[int, float] = field(default_factory=dict)
+    seconds: list[float] = field(default_factory=list)
     evaluations: int = 0
 
 
@@ -96,13 +96,6 @@ def _as_floats(terms: dict[str, torch.Tensor]) -> Terms:
     return {k: float(terms[k].detach()) for k in TERMS}
 
 
-def _check_record_at(record_at: Sequence[int], iters: int) -> list[int]:
-    bad = [n for n in record_at if not 0 <= int(n) <= iters]
-    if bad:
-        raise ValueError(f"record_at {bad} outside 0..{iters} iterations")
-    return sorted({int(n) for n in record_at})
-
-
 def _make_optimizer(name: str, x: torch.Tensor, lr: float) -> torch.optim.Optimizer:
     if name == "lbfgs":
         # tolerance_* = 0: run exactly the iterations asked for; the gradients here are large
@@ -123,7 +116,6 @@ def optimize_image(
     init: str = "noise",
     lr: float | None = None,
     seed: int = 0,
-    record_at: Sequence[int] = (),
     callback: Callable[[int, Terms], None] | None = None,
     progress: bool | None = None,
 ) -> OptimizeResult:
@@ -138,8 +130,6 @@ def optimize_image(
         init: ``noise`` (seeded Gaussian noise) or ``content`` (the content image).
         lr: step size; default 1 for L-BFGS (its quasi-Newton step), 0.05 for Adam.
         seed: seed of the noise.
-        record_at: iteration counts whose elapsed time goes to ``seconds`` (their terms are
-            ``history[k]``), e.g. ``(50, 100, 300)`` from a single run of 300 iterations.
         callback: called as ``callback(k, terms)`` for every history entry, ``k = 0 .. iters``.
         progress: show a progress bar on stderr; default: when stderr is a terminal.
     Returns:
@@ -148,7 +138,6 @@ def optimize_image(
     """
     if iters < 0:
         raise ValueError(f"iters must be >= 0, got {iters}")
-    record = _check_record_at(record_at, iters)
     lr = DEFAULT_LR[optimizer] if lr is None and optimizer in DEFAULT_LR else lr
     content = content.detach().float()
     content_feat = objective.content_features(content)
@@ -166,8 +155,7 @@ def optimize_image(
         if not all(math.isfinite(v) for v in terms.values()):
             raise RuntimeError(f"objective is not finite after {k} iterations: {terms}")
         result.history.append(terms)
-        if k in record:
-            result.seconds[k] = _now(content.device) - start
+        result.seconds.append(_now(content.device) - start)
         if callback is not None:
             callback(k, terms)
 
