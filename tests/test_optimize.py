@@ -7,6 +7,8 @@ iterations, against 45.8 after 25 Adam steps.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -104,9 +106,10 @@ def test_bad_arguments(objective, content):
         optimize_image(objective, content, 1, init="zeros")
 
 
-def test_cli_optimize_writes_the_image(tmp_path, shared_data, capsys):
+def test_cli_optimize_writes_the_image(tmp_path, shared_data, capsys, caplog):
     from fastpercept.cli import main
 
+    caplog.set_level("INFO", logger="fastpercept")
     out = tmp_path / "sub" / "opt.png"
     rc = main(["optimize", "--content", str(shared_data / "content" / "chicago.jpg"),
                "--style", str(shared_data / "styles" / "mosaic.jpg"), "-o", str(out), "--iters", "2",
@@ -116,6 +119,7 @@ def test_cli_optimize_writes_the_image(tmp_path, shared_data, capsys):
     img = load_image(out).rgb
     expected = load_image(shared_data / "content" / "chicago.jpg", max_size=32).rgb
     assert img.shape == expected.shape and img.shape[-1] == 32
+    assert re.search(r"after 2 lbfgs iterations \(\d+\.\d s\): total \d", caplog.text)
 
 
 def test_cli_optimize_refuses_a_bad_output_suffix(tmp_path, shared_data, capsys):

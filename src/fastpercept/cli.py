@@ -347,8 +347,8 @@ def cmd_optimize(a: argparse.Namespace) -> int:
                                      optimizer=a.optimizer, init=a.init, lr=a.lr, seed=a.seed,
                                      vgg_weights=a.vgg_weights, device=a.device)
     t = result.history[-1]
-    log.info("%s after %d %s iterations: total %.6g (content %.6g, style %.6g, tv %.6g)",
-             a.content, a.iters, a.optimizer, t["total"], t["content"], t["style"], t["tv"])
+    log.info("%s after %d %s iterations (%.1f s): total %.6g (content %.6g, style %.6g, tv %.6g)",
+             a.content, a.iters, a.optimizer, result.seconds[-1], t["total"], t["content"], t["style"], t["tv"])
     print(save_image(result.image, out, alpha=content.alpha))
     return 0
 
