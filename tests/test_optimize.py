@@ -62,6 +62,7 @@ def test_seconds_parallel_to_history(lbfgs_run):
     assert len(secs) == len(lbfgs_run.history) == 26  # iterations 0 .. 25
     assert secs[0] > 0.0  # the first evaluation (a VGG forward and backward) is inside the clock
     assert all(a < b for a, b in zip(secs, secs[1:]))  # every iteration evaluates, so time advances
+    assert lbfgs_run.history[25]["total"] < lbfgs_run.history[5]["total"] < lbfgs_run.history[0]["total"]
 
 
 def test_lbfgs_beats_adam_at_equal_iterations(lbfgs_run, objective, content):
