@@ -74,7 +74,7 @@ class Style:
 STYLES = {
     "mosaic": Style("mosaic.jpg", 2.0, "shipped card: 5 erased the skyline, 1 kept it; 2 trained"),
     "starry_night_crop": Style("starry_night_crop.jpg", 5.0, "shipped card: van Gogh's strokes, skyline clear"),
-    "the_scream": Style("the_scream.jpg", 10.0, "2 and 5 only tinted the sky; 10 gives Munch's orange swirls "
+    "the_scream": Style("the_scream.jpg", 10.0, "2 and 5 gave fainter sky swirls; 10 gives Munch's orange swirls "
                                                 "across the sky with every tower still clear"),
     "wave_crop": Style("wave_crop.jpg", 5.0, "2 already takes Hokusai's palette and curls; 5 adds the foam "
                                               "texture with the towers readable; 10 breaks the skyline up"),
