@@ -19,9 +19,9 @@ import torch
 from PIL import Image, ImageDraw
 
 from fastpercept.device import resolve_device, resolve_precision
-from fastpercept.evaluate import bicubic_upscale, load_sr_pair, score_sr, sr_pairs
+from fastpercept.eval_sr import bicubic_upscale, load_sr_pair, score_sr, sr_pairs
 from fastpercept.images import to_pil
-from fastpercept.inference import run_network
+from fastpercept.inference import TorchRunner, run_network
 from fastpercept.lpips import LPIPS
 from fastpercept.models import load_model
 
@@ -41,7 +41,7 @@ def panels(hr_path: Path, models: list[str], scale: int, device: str = "auto",
         if label == "bicubic":
             sr = bicubic_upscale(lr, scale).clamp(0, 1)
         else:
-            sr = run_network(load_model(label).to(dev), lr.to(dev), scale=scale, precision=prec).cpu()
+            sr = run_network(TorchRunner(load_model(label).to(dev).net, prec), lr.to(dev)).cpu()
         out.append((label, sr, score_sr(sr, hr, scale, lpips)))
     out.append(("HR", hr, {}))
     return out

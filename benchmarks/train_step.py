@@ -10,11 +10,11 @@ in the compute dtype). Each is warmed up, then timed over ``--steps`` steps, in 
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 
-from fastpercept.device import autocast, compute_dtype, cpu_has_fast_bf16, resolve_device, resolve_precision
+from fastpercept.device import (autocast, compute_dtype, cpu_has_fast_bf16, resolve_device, resolve_precision,
+                                wall_clock)
 from fastpercept.losses import StyleObjective
 from fastpercept.nets.style import StyleNet
 from fastpercept.vgg import VGG16Features
@@ -24,14 +24,10 @@ def seconds_per_call(fn, device: torch.device, warmup: int, reps: int) -> float:
     """Mean wall time of ``fn()`` over ``reps`` calls after ``warmup`` (CUDA work waited for)."""
     for _ in range(warmup):
         fn()
-    if device.type == "cuda":  # the warm-up calls are queued, not done
-        torch.cuda.synchronize()
-    t = time.perf_counter()
+    t = wall_clock(device)  # the warm-up calls are queued, not done: wait for them first
     for _ in range(reps):
         fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return (time.perf_counter() - t) / reps
+    return (wall_clock(device) - t) / reps
 
 
 def time_steps(mode: str, batch: int, size: int, steps: int, compile_: bool) -> float:

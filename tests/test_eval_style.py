@@ -13,11 +13,11 @@ import pytest
 import torch
 from PIL import Image
 
-from fastpercept.data import centre_crop
+from fastpercept.data import center_crop
 from fastpercept.errors import UserError
-from fastpercept.evaluate import eval_style, find_style_image, format_style_table, iterations_to_match
+from fastpercept.eval_style import eval_style, find_style_image, format_style_table, iterations_to_match
 from fastpercept.images import load_image
-from fastpercept.inference import run_network
+from fastpercept.inference import TorchRunner, run_network
 from fastpercept.losses import ObjectiveWeights, StyleObjective
 from fastpercept.models import load_model, save_model
 from fastpercept.nets.style import StyleNet, StyleNetConfig
@@ -135,7 +135,7 @@ def _assert_network_terms(got: dict, setup, vgg, x: torch.Tensor) -> None:
     """``got`` equals the tiny model's output on ``x`` scored by hand with its objective."""
     objective = _card_objective(vgg, setup["style"])
     with torch.no_grad():
-        terms = objective(run_network(load_model(setup["model"]), x), objective.content_features(x))
+        terms = objective(run_network(TorchRunner(load_model(setup["model"]).net), x), objective.content_features(x))
     for k in TERM_KEYS:
         assert got[k] == pytest.approx(float(terms[k]), rel=1e-4)
 
@@ -147,18 +147,18 @@ def test_network_terms_match_a_direct_computation(result, setup, vgg):
 
 
 @pytest.mark.parametrize("h, w", [(48, 32), (32, 48)])
-def test_centre_crop_takes_the_middle_square(h, w):
+def test_center_crop_takes_the_middle_square(h, w):
     x = torch.rand(1, 3, h, w)  # shorter side already the size: no resampling, a pure crop
     top, left = (h - 32) // 2, (w - 32) // 2
-    assert torch.equal(centre_crop(x, 32), x[..., top:top + 32, left:left + 32])
-    assert centre_crop(torch.rand(1, 3, 90, 70), 32).shape == (1, 3, 32, 32)  # resized, then cropped
+    assert torch.equal(center_crop(x, 32), x[..., top:top + 32, left:left + 32])
+    assert center_crop(torch.rand(1, 3, 90, 70), 32).shape == (1, 3, 32, 32)  # resized, then cropped
 
 
-def test_crop_scores_the_centre_square(result, setup, vgg):
+def test_crop_scores_the_center_square(result, setup, vgg):
     res = eval_style(setup["model"], setup["content"], size=32, device="cpu", precision="fp32",
                      style_image=setup["style"], crop=True)
-    assert res["crop"] is True and "32x32 centre crops" in format_style_table(res).splitlines()[0]
-    x = centre_crop(load_image(setup["content"] / "a.png").rgb, 32)  # 40 x 48 -> 32 x 38 -> 32 x 32
+    assert res["crop"] is True and "32x32 center crops" in format_style_table(res).splitlines()[0]
+    x = center_crop(load_image(setup["content"] / "a.png").rgb, 32)  # 40 x 48 -> 32 x 38 -> 32 x 32
     _assert_network_terms(res["images"][0]["network"], setup, vgg, x)
     assert result["crop"] is False  # the module's result: the same photos scored whole
     assert result["images"][0]["network"]["content"] != pytest.approx(res["images"][0]["network"]["content"])
@@ -185,15 +185,16 @@ def test_unreadable_content_is_skipped(setup, tmp_path):
 def test_style_image_lookup(setup, tmp_path, monkeypatch):
     model = setup["model"]
     assert find_style_image("mosaic.jpg", model, explicit="x/y.png") == Path("x/y.png")
-    # Beside the model file, then the shared styles folder.
-    assert find_style_image("mosaic.jpg", model).name == "mosaic.jpg"
-    # Relative to the current folder first.
+    # Beside the model file.
+    Image.new("RGB", (8, 8)).save(model.parent / "beside.png")
+    assert find_style_image("beside.png", model) == model.parent / "beside.png"
+    # Never a same-named file that happens to be in the current folder (nor a machine's data folder).
     monkeypatch.chdir(tmp_path)
-    Image.new("RGB", (8, 8)).save(tmp_path / "mine.png")
-    assert find_style_image("mine.png", model) == Path("mine.png")
-    with pytest.raises(UserError, match="--style-image") as err:
-        find_style_image("no_such_style_4f2a.jpg", model)
-    assert "\n" not in str(err.value)
+    Image.new("RGB", (8, 8)).save(tmp_path / "mosaic.jpg")
+    for name in ("mosaic.jpg", "no_such_style_4f2a.jpg"):
+        with pytest.raises(UserError, match="--style-image") as err:
+            find_style_image(name, model)
+        assert "\n" not in str(err.value)
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:

@@ -13,15 +13,8 @@ from PIL import Image
 
 from fastpercept import images
 from fastpercept.errors import UserError
-from fastpercept.images import (
-    IMAGE_SUFFIXES,
-    LoadedImage,
-    list_images,
-    load_image,
-    plan_outputs,
-    save_image,
-    to_pil,
-)
+from fastpercept.images import IMAGE_SUFFIXES, LoadedImage, load_image, save_image, to_pil
+from fastpercept.listing import list_images, plan_outputs
 
 
 def _rgb_array(h: int = 3, w: int = 4) -> np.ndarray:

@@ -29,4 +29,4 @@ def test_shipped_model_loads_runs_and_has_a_full_card(entry):
     with torch.no_grad():
         y = model(torch.rand(1, 3, 19, 26))
     assert y.shape == (1, 3, 19 * scale, 26 * scale)
-    assert all(t.dtype == torch.float32 for t in model.state_dict().values() if t.is_floating_point())
+    assert all(t.dtype == torch.float32 for t in model.net.state_dict().values() if t.is_floating_point())

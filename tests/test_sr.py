@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -25,15 +26,16 @@ from torch import nn
 from fastpercept.api import upscale
 from fastpercept.data import sr_pair
 from fastpercept.errors import UserError
-from fastpercept.evaluate import eval_sr, format_sr_table, make_lr, score_sr
+from fastpercept.eval_sr import eval_sr, format_sr_table, make_lr, score_sr
 from fastpercept.images import load_image
-from fastpercept.inference import match_histograms, run_network
+from fastpercept.inference import TorchRunner, match_histograms, run_network
 from fastpercept.lpips import LPIPS
 from fastpercept.metrics import psnr_y, quantize, ssim_y
-from fastpercept.models import build_model, save_model
+from fastpercept.models import LoadedModel, build_model, save_model
 from fastpercept.nets.sr import SRNet, SRNetConfig
 from fastpercept.resize import degrade, imresize, mod_crop
-from fastpercept.train import SRConfig, train_sr
+from fastpercept.nets.blocks import TransformNet
+from fastpercept.tasks.sr import TASK as SR_TASK, SRConfig
 
 # Bicubic x4 on Set5 (shared/README.md: 28.43 dB). LPIPS: the mean of the reference package's
 # values for these very pairs (tests/test_lpips.py, REFERENCE_ALEX). SSIM: measured here.
@@ -202,13 +204,13 @@ def test_tiled_matches_untiled_for_batch_norm_srnet():
         net.tail[1].weight.mul_(30)
     net.eval()
     x = torch.rand(1, 3, 50, 70)
-    whole = run_network(net, x, scale=4)
+    whole = run_network(TorchRunner(net), x)
     assert whole.std() > 0.2
-    tiled = run_network(net, x, tile=24, overlap=8, scale=4)
+    tiled = run_network(TorchRunner(net), x, tile=24, overlap=8)
     assert tiled.shape == whole.shape == (1, 3, 200, 280)
     diff = (tiled - whole).abs()
     assert diff.max() < 7.5e-3 and diff.mean() < 4e-4, (diff.max().item(), diff.mean().item())
-    seams = (run_network(net, x, tile=24, overlap=1, scale=4) - whole).abs()
+    seams = (run_network(TorchRunner(net), x, tile=24, overlap=1) - whole).abs()
     assert seams.max() > 0.05  # the comparison can tell tiling without context apart
 
 
@@ -224,11 +226,11 @@ def test_tiled_matches_untiled_for_skip_srnet():
         nn.init.normal_(net.tail[1].weight, std=0.05)  # a correction that depends on the context
     net.eval()
     x = torch.rand(1, 3, 50, 70)
-    whole = run_network(net, x, scale=4)
-    tiled = run_network(net, x, tile=40, overlap=12, scale=4)
+    whole = run_network(TorchRunner(net), x)
+    tiled = run_network(TorchRunner(net), x, tile=40, overlap=12)
     diff = (tiled - whole).abs()
     assert diff.max() < 2e-3 and diff.mean() < 1e-4, (diff.max().item(), diff.mean().item())
-    assert (run_network(net, x, tile=40, overlap=1, scale=4) - whole).abs().max() > 0.05
+    assert (run_network(TorchRunner(net), x, tile=40, overlap=1) - whole).abs().max() > 0.05
 
 
 # --------------------------------------------------------------------------------- eval sr
@@ -273,22 +275,23 @@ def test_make_lr_is_matlab_uint8_bicubic_of_the_mod_cropped_hr():
     assert torch.equal(lr, imresize(hr_u8[..., :32, :40], scale=1 / 8).float() / 255)
 
 
-class _Oracle(nn.Module):
-    """A fake x4 "model" whose output is the HR image itself (looked up by the LR's size)."""
+class _Oracle(TransformNet):
+    """A fake x4 network whose output is the HR image itself (looked up by the LR's size)."""
+
+    scale = 4
 
     def __init__(self, hrs: list[torch.Tensor]) -> None:
         super().__init__()
         self.hrs = {tuple(h.shape[-2:]): h for h in hrs}
-        self.card = {"task": "sr", "scale": 4}
-        self.name = "oracle"
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def transform(self, x: torch.Tensor, flow) -> torch.Tensor:
         return self.hrs[(x.shape[-2] * 4, x.shape[-1] * 4)].to(x)
 
 
 def test_hr_as_sr_is_a_perfect_score(bench):
     hrs = [mod_crop(load_image(p).rgb, 4) for p in sorted((bench["with_lr"] / "HR").glob("*.png"))]
-    res = eval_sr(_Oracle(hrs), bench["with_lr"], device="cpu", precision="fp32")
+    oracle = LoadedModel(_Oracle(hrs), {"task": "sr", "scale": 4}, "oracle")
+    res = eval_sr(oracle, bench["with_lr"], device="cpu", precision="fp32")
     assert res["model"] == "oracle" and res["scale"] == 4
     for im in res["images"]:
         assert im["psnr"] == math.inf and im["ssim"] == pytest.approx(1.0, abs=1e-12) and abs(im["lpips"]) < 1e-7
@@ -308,7 +311,7 @@ def test_model_file_scores_its_quantized_output(bench, tiny_model):
     net = load_model(tiny_model)
     lr = load_image(bench["with_lr"] / "LR_x4" / "b.png").rgb
     hr = mod_crop(load_image(bench["with_lr"] / "HR" / "b.png").rgb, 4)
-    sr = quantize(run_network(net, lr, scale=4))  # scored as the saved 8-bit output would be
+    sr = quantize(run_network(TorchRunner(net.net), lr))  # scored as the saved 8-bit output would be
     with torch.no_grad():
         want = {"psnr": psnr_y(sr, hr, 4), "ssim": ssim_y(sr, hr, 4), "lpips": LPIPS("alex")(sr, hr).item()}
     assert res["images"][1]["name"] == "b.png"
@@ -318,7 +321,7 @@ def test_model_file_scores_its_quantized_output(bench, tiny_model):
     assert tiled["mean"]["psnr"] == pytest.approx(res["mean"]["psnr"], abs=0.05)
 
 
-def test_eval_sr_user_errors(bench, tiny_model, tmp_path):
+def test_eval_sr_user_errors(bench, tiny_model, tmp_path, capsys):
     with pytest.raises(UserError, match="--scale"):
         eval_sr("bicubic", bench["with_lr"])
     with pytest.raises(UserError, match="x4 model.*--scale 8"):
@@ -339,16 +342,17 @@ def test_eval_sr_user_errors(bench, tiny_model, tmp_path):
     wrong = tmp_path / "wrong"
     _write_png(wrong / "HR" / "a.png", _photo(np.random.default_rng(0), 64, 64))
     _write_png(wrong / "LR_x4" / "a.png", _photo(np.random.default_rng(0), 32, 32))
-    with pytest.raises(UserError, match=r"128x128 px but the mod-cropped HR a\.png is 64x64"):
+    with pytest.raises(UserError, match="none of the 1 image pair"):
         eval_sr("bicubic", wrong, scale=4)
+    assert re.search(r"128x128 px but the mod-cropped HR a\.png is 64x64", capsys.readouterr().err)
     # an x8 model on a 32 px HR: a 4 px LR is too small for the network's first layer
     tiny8 = tmp_path / "tiny8"
     _write_png(tiny8 / "HR" / "a.png", _photo(np.random.default_rng(0), 32, 40))
-    with pytest.raises(UserError, match="too small for the network"):
+    with pytest.raises(UserError, match="none of the 1 image pair"):
         eval_sr(_save_tiny_sr(tmp_path / "x8.safetensors", scale=8), tiny8)
+    assert "too small for the network" in capsys.readouterr().err
     with pytest.raises(UserError, match="not a super-resolution model"):
-        style = SRNet(SRNetConfig(channels=8, residual_blocks=1))
-        style.card = {"task": "style"}
+        style = LoadedModel(SRNet(SRNetConfig(channels=8, residual_blocks=1)), {"task": "style"}, "style")
         eval_sr(style, bench["with_lr"])
 
 
@@ -402,10 +406,10 @@ def _sr_cfg(photos: Path, out: Path, **kw) -> SRConfig:
 
 @pytest.mark.parametrize("loss", ["pixel", "feat"])
 def test_sr_resume_equals_uninterrupted_training(photos, tmp_path, loss):
-    straight = train_sr(_sr_cfg(photos, tmp_path / "a.safetensors", loss=loss))
-    train_sr(_sr_cfg(photos, tmp_path / "b.safetensors", loss=loss, iters=2))
-    resumed = train_sr(_sr_cfg(photos, tmp_path / "b.safetensors", loss=loss, iters=4, resume=True))
-    sa, sb = straight.state_dict(), resumed.state_dict()
+    straight = SR_TASK.train(_sr_cfg(photos, tmp_path / "a.safetensors", loss=loss))
+    SR_TASK.train(_sr_cfg(photos, tmp_path / "b.safetensors", loss=loss, iters=2))
+    resumed = SR_TASK.train(_sr_cfg(photos, tmp_path / "b.safetensors", loss=loss, iters=4, resume=True))
+    sa, sb = straight.net.state_dict(), resumed.net.state_dict()
     assert list(sa) == list(sb)
     for k in sa:
         assert torch.equal(sa[k], sb[k]), k
@@ -419,7 +423,7 @@ def test_sr_resume_equals_uninterrupted_training(photos, tmp_path, loss):
 
 def test_sr_patch_not_a_multiple_of_the_scale(photos, tmp_path):
     with pytest.raises(UserError, match="--patch-size 30 is not a multiple of the scale 4"):
-        train_sr(_sr_cfg(photos, tmp_path / "m.safetensors", patch_size=30))
+        SR_TASK.train(_sr_cfg(photos, tmp_path / "m.safetensors", patch_size=30))
 
 
 def test_sr_images_smaller_than_the_patch(tmp_path):
@@ -427,7 +431,7 @@ def test_sr_images_smaller_than_the_patch(tmp_path):
     for i in range(2):
         _write_png(small / f"s{i}.png", _photo(np.random.default_rng(i), 24, 40))
     with pytest.raises(UserError, match="32 px") as e:
-        train_sr(_sr_cfg(small, tmp_path / "m.safetensors"))
+        SR_TASK.train(_sr_cfg(small, tmp_path / "m.safetensors"))
     assert "\n" not in str(e.value)
 
 

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 import fastpercept
-from fastpercept.inference import preserve_color, run_network
+from fastpercept.inference import TorchRunner, preserve_color, run_network
 from fastpercept.models import save_model
 from fastpercept.nets.style import StyleNet, StyleNetConfig
 
@@ -78,8 +78,8 @@ def test_preserve_color_keeps_the_inputs_chroma():
 def test_tiled_matches_untiled_without_seams(model_file):
     net = fastpercept.load_model(model_file)
     x = torch.rand(1, 3, 200, 264)
-    whole = run_network(net, x)
-    tiled = run_network(net, x, tile=160, overlap=64)
+    whole = run_network(TorchRunner(net.net), x)
+    tiled = run_network(TorchRunner(net.net), x, tile=160, overlap=64)
     assert (tiled - whole).abs().max().item() < 0.01
     # Without shared instance-norm statistics the tiles disagree: the fix is what makes this pass.
     naive = torch.zeros_like(x)
@@ -94,17 +94,17 @@ def test_images_too_big_for_memory_are_tiled_automatically(model_file, monkeypat
     net = fastpercept.load_model(model_file)
     x = torch.rand(1, 3, 300, 300)
     monkeypatch.setattr("fastpercept.inference.available_memory", lambda device: 10**9)
-    assert run_network(net, x).shape == x.shape and not caplog.records  # fits: one pass
+    assert run_network(TorchRunner(net.net), x).shape == x.shape and not caplog.records  # fits: one pass
     # 100 MB free: one fp32 pass of 300x300 (144 MB estimated) does not fit; 192 px tiles do
     monkeypatch.setattr("fastpercept.inference.available_memory", lambda device: 10**8)
     with caplog.at_level("WARNING", logger="fastpercept"):
-        auto = run_network(net, x)
+        auto = run_network(TorchRunner(net.net), x)
     assert "192 px tiles" in caplog.text
-    assert torch.equal(auto, run_network(net, x, tile=192))
+    assert torch.equal(auto, run_network(TorchRunner(net.net), x, tile=192))
     # not even the input and output fit: one clear error, not the OOM killer
     monkeypatch.setattr("fastpercept.inference.available_memory", lambda device: 10**6)
     with pytest.raises(fastpercept.errors.UserError, match="300x300 image needs .* --max-size"):
-        run_network(net, x)
+        run_network(TorchRunner(net.net), x)
 
 
 def test_cli_file_folder_alpha_gray_and_exif(model_file, tmp_path):

@@ -14,7 +14,7 @@ from safetensors import safe_open
 
 from fastpercept.errors import UserError
 from fastpercept.models import load_model, read_card
-from fastpercept.train import StyleConfig, train_style
+from fastpercept.tasks.style import TASK as STYLE_TASK, StyleConfig
 
 
 @pytest.fixture(scope="module")
@@ -52,10 +52,10 @@ def _weights(path):
 
 
 def test_resume_equals_uninterrupted_training(photos, style_png, tmp_path):
-    straight = train_style(_cfg(photos, style_png, tmp_path / "a.safetensors"))
-    train_style(_cfg(photos, style_png, tmp_path / "b.safetensors", iters=2))
-    resumed = train_style(_cfg(photos, style_png, tmp_path / "b.safetensors", iters=4, resume=True))
-    for (k, v), (k2, v2) in zip(straight.state_dict().items(), resumed.state_dict().items()):
+    straight = STYLE_TASK.train(_cfg(photos, style_png, tmp_path / "a.safetensors"))
+    STYLE_TASK.train(_cfg(photos, style_png, tmp_path / "b.safetensors", iters=2))
+    resumed = STYLE_TASK.train(_cfg(photos, style_png, tmp_path / "b.safetensors", iters=4, resume=True))
+    for (k, v), (k2, v2) in zip(straight.net.state_dict().items(), resumed.net.state_dict().items()):
         assert k == k2 and torch.equal(v, v2), k
     # the CSV log holds every step once, in order, with every loss term
     rows = (tmp_path / "b.ckpt" / "losses.csv").read_text().splitlines()
@@ -66,7 +66,7 @@ def test_resume_equals_uninterrupted_training(photos, style_png, tmp_path):
 
 def test_card_round_trip_and_fp16_file(photos, style_png, tmp_path):
     out = tmp_path / "m.safetensors"
-    train_style(_cfg(photos, style_png, out, iters=2, content_weight=2.0, style_weight=7.0))
+    STYLE_TASK.train(_cfg(photos, style_png, out, iters=2, content_weight=2.0, style_weight=7.0))
     card = read_card(out)
     for key in ("task", "arch", "norm", "content_layer", "style_layers", "content_weight", "style_weight",
                 "tv_weight", "style_image", "style_size", "image_size", "iterations", "batch_size", "lr", "seed",
@@ -83,11 +83,11 @@ def test_card_round_trip_and_fp16_file(photos, style_png, tmp_path):
 
 def test_init_from_starts_from_the_given_model(photos, style_png, tmp_path):
     first = tmp_path / "first.safetensors"
-    train_style(_cfg(photos, style_png, first, iters=2))
-    tuned = train_style(_cfg(photos, style_png, tmp_path / "tuned.safetensors", iters=1, lr=0.0,
+    STYLE_TASK.train(_cfg(photos, style_png, first, iters=2))
+    tuned = STYLE_TASK.train(_cfg(photos, style_png, tmp_path / "tuned.safetensors", iters=1, lr=0.0,
                              init_from=str(first)))
     base = load_model(first)
-    for (k, v), v2 in zip(base.state_dict().items(), tuned.state_dict().values()):
+    for (k, v), v2 in zip(base.net.state_dict().items(), tuned.net.state_dict().values()):
         assert torch.allclose(v, v2.float()), k  # lr 0: unchanged from the fp16 weights it started from
     card = read_card(tmp_path / "tuned.safetensors")
     assert card["init_from"] == str(first)
@@ -99,16 +99,16 @@ def test_init_from_starts_from_the_given_model(photos, style_png, tmp_path):
 
 def test_notes_reach_the_card_on_resume_and_survive_fine_tuning(photos, style_png, tmp_path):
     first = tmp_path / "first.safetensors"
-    train_style(_cfg(photos, style_png, first, iters=2))
+    STYLE_TASK.train(_cfg(photos, style_png, first, iters=2))
     assert "notes" not in read_card(first)
     # notes may be added when a run is resumed (or exported): they are not a training setting
-    train_style(_cfg(photos, style_png, first, iters=2, resume=True, notes="style weight 5 erased the skyline"))
+    STYLE_TASK.train(_cfg(photos, style_png, first, iters=2, resume=True, notes="style weight 5 erased the skyline"))
     assert read_card(first)["notes"] == "style weight 5 erased the skyline"
-    train_style(_cfg(photos, style_png, tmp_path / "t1.safetensors", iters=1, init_from=str(first)))
+    STYLE_TASK.train(_cfg(photos, style_png, tmp_path / "t1.safetensors", iters=1, init_from=str(first)))
     card = read_card(tmp_path / "t1.safetensors")
     assert card["notes"] == "style weight 5 erased the skyline"  # inherited: no notes of its own
     assert ["notes" in s for s in card["stages"]] == [True, False]
-    train_style(_cfg(photos, style_png, tmp_path / "t2.safetensors", iters=1, init_from=str(first),
+    STYLE_TASK.train(_cfg(photos, style_png, tmp_path / "t2.safetensors", iters=1, init_from=str(first),
                      notes="lr 1e-4 finish"))
     card = read_card(tmp_path / "t2.safetensors")
     assert card["notes"] == "lr 1e-4 finish"
@@ -117,43 +117,43 @@ def test_notes_reach_the_card_on_resume_and_survive_fine_tuning(photos, style_pn
 
 def test_resume_at_or_past_iters_exports_the_checkpoint(photos, style_png, tmp_path, monkeypatch):
     out = tmp_path / "m.safetensors"
-    trained = train_style(_cfg(photos, style_png, out, iters=3))
+    trained = STYLE_TASK.train(_cfg(photos, style_png, out, iters=3))
     trained_on = read_card(out)["device"]
     out.unlink()
     # exported on another machine: the card still names the one the steps ran on
     monkeypatch.setattr("fastpercept.train._device_name", lambda device: "another machine")
-    exported = train_style(_cfg(photos, style_png, out, iters=1, resume=True))
+    exported = STYLE_TASK.train(_cfg(photos, style_png, out, iters=1, resume=True))
     card = read_card(out)
     assert card["iterations"] == 3 and set(card["final_losses"]) == {"content", "style", "tv", "total"}
     assert card["device"] == trained_on != "another machine"
-    train_style(_cfg(photos, style_png, out, iters=5, resume=True))  # steps 4-5 there: both are named
+    STYLE_TASK.train(_cfg(photos, style_png, out, iters=5, resume=True))  # steps 4-5 there: both are named
     assert read_card(out)["device"] == f"{trained_on} + another machine"
-    for v, v2 in zip(trained.state_dict().values(), exported.state_dict().values()):
+    for v, v2 in zip(trained.net.state_dict().values(), exported.net.state_dict().values()):
         assert torch.equal(v, v2)
 
 
 def test_resume_with_a_different_objective_is_refused(photos, style_png, tmp_path):
     out = tmp_path / "m.safetensors"
-    train_style(_cfg(photos, style_png, out, iters=2))
+    STYLE_TASK.train(_cfg(photos, style_png, out, iters=2))
     with pytest.raises(UserError, match="style_weight"):
-        train_style(_cfg(photos, style_png, out, iters=4, resume=True, style_weight=50.0))
+        STYLE_TASK.train(_cfg(photos, style_png, out, iters=4, resume=True, style_weight=50.0))
 
 
 def test_existing_checkpoints_without_resume_are_refused(photos, style_png, tmp_path):
-    train_style(_cfg(photos, style_png, tmp_path / "m.safetensors", iters=2))
+    STYLE_TASK.train(_cfg(photos, style_png, tmp_path / "m.safetensors", iters=2))
     with pytest.raises(UserError, match="--resume"):
-        train_style(_cfg(photos, style_png, tmp_path / "m.safetensors", iters=2))
+        STYLE_TASK.train(_cfg(photos, style_png, tmp_path / "m.safetensors", iters=2))
 
 
 def test_resume_skips_a_corrupt_newest_checkpoint(photos, style_png, tmp_path):
     out = tmp_path / "m.safetensors"
-    train_style(_cfg(photos, style_png, out, iters=4))
+    STYLE_TASK.train(_cfg(photos, style_png, out, iters=4))
     newest = tmp_path / "m.ckpt" / "step-00000004.safetensors"
     newest.write_bytes(newest.read_bytes()[:100])  # torn write
-    model = train_style(_cfg(photos, style_png, out, iters=4, resume=True))
+    model = STYLE_TASK.train(_cfg(photos, style_png, out, iters=4, resume=True))
     assert read_card(out)["iterations"] == 4
-    reference = train_style(_cfg(photos, style_png, tmp_path / "ref.safetensors", iters=4))
-    for v, v2 in zip(model.state_dict().values(), reference.state_dict().values()):
+    reference = STYLE_TASK.train(_cfg(photos, style_png, tmp_path / "ref.safetensors", iters=4))
+    for v, v2 in zip(model.net.state_dict().values(), reference.net.state_dict().values()):
         assert torch.equal(v, v2)
 
 
@@ -180,7 +180,7 @@ def test_sigterm_saves_a_checkpoint_and_resume_finishes(photos, style_png, tmp_p
 
 def test_torchrun_two_processes_equal_one_process_with_the_global_batch(photos, style_png, tmp_path):
     """DDP (gloo on the CPU): 2 processes x batch 1 train the same model as 1 x batch 2."""
-    single = train_style(_cfg(photos, style_png, tmp_path / "one.safetensors", iters=2, batch_size=2))
+    single = STYLE_TASK.train(_cfg(photos, style_png, tmp_path / "one.safetensors", iters=2, batch_size=2))
     out = tmp_path / "two.safetensors"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "fastpercept", "train", "style", "--data", str(photos), "--style-image", str(style_png),
@@ -195,7 +195,7 @@ def test_torchrun_two_processes_equal_one_process_with_the_global_batch(photos, 
     # rounding noise as gradient, which Adam amplifies to +-lr, but they cancel in the output.
     x = torch.rand(2, 3, 40, 40)
     with torch.no_grad():
-        a, b = single.eval()(x), load_model(out)(x)
+        a, b = single(x), load_model(out)(x)
     assert (a - b).abs().max().item() < 2e-3
 
 
@@ -205,8 +205,8 @@ def test_a_second_run_on_a_busy_checkpoint_folder_is_refused(photos, style_png, 
     out = tmp_path / "m.safetensors"
     with FolderLock(tmp_path / "m.ckpt"):  # stands for a run that is still stopping
         with pytest.raises(UserError, match="another training run"):
-            train_style(_cfg(photos, style_png, out, iters=2, resume=True))
-    train_style(_cfg(photos, style_png, out, iters=2, resume=True))  # free again
+            STYLE_TASK.train(_cfg(photos, style_png, out, iters=2, resume=True))
+    STYLE_TASK.train(_cfg(photos, style_png, out, iters=2, resume=True))  # free again
     assert read_card(out)["iterations"] == 2
 
 
@@ -214,13 +214,13 @@ def test_no_readable_images_is_a_user_error(style_png, tmp_path):
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "x.png").write_bytes(b"nope")
     with pytest.raises(UserError, match="no readable training images"):
-        train_style(_cfg(tmp_path / "empty", style_png, tmp_path / "m.safetensors"))
+        STYLE_TASK.train(_cfg(tmp_path / "empty", style_png, tmp_path / "m.safetensors"))
 
 
 def test_cli_flags_left_unset_take_the_library_defaults():
     from fastpercept.cli import _config, build_parser
     from fastpercept.losses import ObjectiveWeights
-    from fastpercept.train import SRConfig
+    from fastpercept.tasks.sr import SRConfig
 
     parser = build_parser()
     base = ["--data", "d", "-o", "m.safetensors"]
@@ -241,7 +241,7 @@ def test_cli_flags_left_unset_take_the_library_defaults():
 
 def test_log_lines_give_the_recent_rate_and_time_left(photos, style_png, tmp_path, caplog):
     caplog.set_level("INFO", logger="fastpercept.train")
-    train_style(_cfg(photos, style_png, tmp_path / "m.safetensors", iters=4, log_every=2))
+    STYLE_TASK.train(_cfg(photos, style_png, tmp_path / "m.safetensors", iters=4, log_every=2))
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("step ")]
     assert [line.split()[1] for line in lines] == ["2/4", "4/4"]
     assert "content=" in lines[0] and " s/step, " in lines[0]

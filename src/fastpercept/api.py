@@ -16,15 +16,16 @@ from PIL import Image
 from .device import resolve_device, resolve_precision
 from .images import LoadedImage, from_pil, load_image, save_image, to_pil
 from .errors import UserError
-from .inference import MIN_TILE, blend_strength, match_histograms, preserve_color as _preserve_color, run_network
-from .models import load_model
+from .inference import (MIN_TILE, TorchRunner, blend_strength, match_histograms, preserve_color as _preserve_color,
+                        run_network)
+from .models import LoadedModel, load_model
 
 ImageLike = Union[Image.Image, str, os.PathLike, torch.Tensor]
 DEFAULT_STYLE = "mosaic"
 
 
 @functools.lru_cache(maxsize=8)
-def _cached_model(name_or_path: str, device: str):
+def _cached_model(name_or_path: str, device: str) -> LoadedModel:
     return load_model(name_or_path, device=device)
 
 
@@ -43,16 +44,17 @@ def _transform(image: ImageLike, model_name: str, task: str, *, output: str | os
     dev = resolve_device(device)
     prec = resolve_precision(precision, dev)
     model = _cached_model(str(model_name), str(dev))
-    if model.card.get("task") != task:
-        raise UserError(f"{model_name}: a {model.card.get('task')} model, not a {task} model")
-    scale = int(model.card.get("scale", 1))
+    if model.task != task:
+        raise UserError(f"{model_name}: a {model.task} model, not a {task} model")
+    runner = TorchRunner(model.net, prec)
+    scale = runner.scale
     if isinstance(image, torch.Tensor):
         x = image.to(dev, torch.float32)
-        y = run_network(model, x, tile=tile, scale=scale, precision=prec)
+        y = run_network(runner, x, tile=tile)
         return post(y, x).to(image.device)
     loaded = _as_loaded(image, max_size)
     x = loaded.rgb.to(dev)
-    y = post(run_network(model, x, tile=tile, scale=scale, precision=prec), x).cpu()
+    y = post(run_network(runner, x, tile=tile), x).cpu()
     alpha = loaded.alpha
     if alpha is not None and scale != 1:
         alpha = torch.nn.functional.interpolate(alpha, scale_factor=scale, mode="bicubic").clamp(0, 1)
@@ -70,7 +72,7 @@ def stylize(image: ImageLike, style: str | os.PathLike = DEFAULT_STYLE, *, stren
         image: PIL image, path, or tensor (N, 3, H, W) in [0, 1].
         style: shipped style name or a model file.
         strength: 0 returns the input, 1 the full style (a linear blend in between).
-        preserve_color: keep the input's colours, transfer luminance only (Gatys et al. 2016).
+        preserve_color: keep the input's colors, transfer luminance only (Gatys et al. 2016).
         tile: process in overlapping tiles of this many pixels (for images too big for memory).
         max_size: downscale so the longest side is at most this (not applied to tensors).
         output: with a path input, write the result here and return its path.
@@ -92,7 +94,7 @@ def upscale(image: ImageLike, model: str | os.PathLike = "x4", *, match_colors: 
             output: str | os.PathLike | None = None) -> ImageLike:
     """Super-resolve an image x4 or x8 with a trained SR model (same conventions as :func:`stylize`).
 
-    ``match_colors``: match each colour channel's histogram to the input's (the paper's
+    ``match_colors``: match each color channel's histogram to the input's (the paper's
     post-processing; see :func:`fastpercept.inference.match_histograms`).
     """
 

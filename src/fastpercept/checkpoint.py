@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +17,8 @@ import numpy as np
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
+
+from .atomic import atomic_write
 
 log = logging.getLogger(__name__)
 _NAME = re.compile(r"^step-(\d{8})\.safetensors$")
@@ -99,14 +99,8 @@ def save_checkpoint(folder: Path, step: int, model: torch.nn.Module, optimizer: 
         "extra": extra or {},
     }
     path = folder / f"step-{step:08d}.safetensors"
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".step-", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={"checkpoint": json.dumps(meta)})
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_write(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"checkpoint": json.dumps(meta)})
     for old in list_checkpoints(folder)[keep:]:
         old.unlink(missing_ok=True)
     return path

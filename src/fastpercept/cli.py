@@ -42,7 +42,7 @@ def _unit(text: str) -> float:
     return v
 
 
-def _positive(text: str) -> int:
+def positive(text: str) -> int:
     v = int(text)
     if v <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
@@ -59,8 +59,8 @@ def _add_images(p: argparse.ArgumentParser) -> None:
     """What `stylize` and `upscale` share: inputs, output, input size, tiles, device."""
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders (read recursively)")
     p.add_argument("-o", "--output", default=None, help="output file (one input) or folder")
-    p.add_argument("--max-size", type=_positive, default=None, help="downscale inputs to this longest side first")
-    p.add_argument("--tile", type=_positive, default=None, help="process in tiles of this many input pixels")
+    p.add_argument("--max-size", type=positive, default=None, help="downscale inputs to this longest side first")
+    p.add_argument("--tile", type=positive, default=None, help="process in tiles of this many input pixels")
     _add_runtime(p)
 
 
@@ -69,8 +69,8 @@ def _add_json(p: argparse.ArgumentParser) -> None:
 
 
 # Training and objective flags default to None: the library's dataclasses (RunConfig,
-# StyleConfig, SRConfig, ObjectiveWeights) hold each default once; `_config` fills them in.
-def _add_objective(p: argparse.ArgumentParser) -> None:
+# each task's config, ObjectiveWeights) hold each default once; `_config` fills them in.
+def add_objective(p: argparse.ArgumentParser) -> None:
     from .losses import STYLE_SIZE, ObjectiveWeights as W
 
     p.add_argument("--content-weight", type=float, default=None, help=f"default {W.content_weight}")
@@ -78,7 +78,7 @@ def _add_objective(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tv-weight", type=float, default=None, help=f"default {W.tv_weight}")
     p.add_argument("--content-layer", default=None, help=f"default {W.content_layer}")
     p.add_argument("--style-layers", type=_csv, default=None, help=f"default {','.join(W.style_layers)}")
-    p.add_argument("--style-size", type=_positive, default=None,
+    p.add_argument("--style-size", type=positive, default=None,
                    help=f"longest side of the style image (px; never enlarged): sets the scale of the strokes "
                         f"(default {STYLE_SIZE})")
     p.add_argument("--vgg-weights", default=None, help=VGG_HELP)
@@ -88,15 +88,15 @@ def _add_training(p: argparse.ArgumentParser, R: type) -> None:
     """The flags every training run has; ``R`` is the task's config class (for the help's defaults)."""
     p.add_argument("--data", required=True, help="folder tree of training photos")
     p.add_argument("-o", "--output", required=True, help="MODEL.safetensors")
-    p.add_argument("--iters", type=_positive, default=None, help=f"training steps (default {R.iters})")
-    p.add_argument("--batch-size", type=_positive, default=None, help=f"default {R.batch_size}")
+    p.add_argument("--iters", type=positive, default=None, help=f"training steps (default {R.iters})")
+    p.add_argument("--batch-size", type=positive, default=None, help=f"default {R.batch_size}")
     p.add_argument("--lr", type=float, default=None, help=f"Adam step size (default {R.lr})")
-    p.add_argument("--checkpoint-every", type=_positive, default=None, help=f"steps (default {R.checkpoint_every})")
+    p.add_argument("--checkpoint-every", type=positive, default=None, help=f"steps (default {R.checkpoint_every})")
     p.add_argument("--checkpoint-dir", default=None, help="default: MODEL.ckpt beside the output")
     p.add_argument("--resume", action="store_true", help="continue from the newest good checkpoint")
     p.add_argument("--seed", type=int, default=None, help=f"default {R.seed}")
     p.add_argument("--workers", type=int, default=None, help=f"data loader processes (default {R.workers})")
-    p.add_argument("--log-every", type=_positive, default=None, help=f"steps between CSV rows (default {R.log_every})")
+    p.add_argument("--log-every", type=positive, default=None, help=f"steps between CSV rows (default {R.log_every})")
     p.add_argument("--compile", action="store_true", help="torch.compile the network and losses (faster steps)")
     p.add_argument("--init-from", default=None, help="fine-tune from an existing model of the same task")
     p.add_argument("--notes", default=None,
@@ -105,7 +105,9 @@ def _add_training(p: argparse.ArgumentParser, R: type) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .train import SRConfig, StyleConfig
+    from .optimize import DEFAULT_ITERS, DEFAULT_SIZE
+    from .tasks import get_task, task_names
+    from .tasks.sr import SR_SCALES
 
     parser = argparse.ArgumentParser(prog="fastpercept", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"fastpercept {__version__}")
@@ -113,73 +115,54 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("stylize", help="stylize images or folders with a trained style")
+    p.set_defaults(func=cmd_stylize)
     _add_images(p)
     p.add_argument("--style", default=None, help="shipped style name or model file (default: mosaic)")
     p.add_argument("--strength", type=_unit, default=1.0, help="0 = input, 1 = full style")
-    p.add_argument("--preserve-color", action="store_true", help="keep the input's colours")
+    p.add_argument("--preserve-color", action="store_true", help="keep the input's colors")
 
     p = sub.add_parser("upscale", help="super-resolve images x4 or x8")
+    p.set_defaults(func=cmd_upscale)
     _add_images(p)
     p.add_argument("--model", default="x4", help="shipped SR model name or model file (default: x4)")
     p.add_argument("--match-colors", action="store_true",
-                   help="match the output's colour histograms to the input's (the paper's post-processing)")
+                   help="match the output's color histograms to the input's (the paper's post-processing)")
 
-    train = sub.add_parser("train", help="train a style or super-resolution network")
+    train = sub.add_parser("train", help="train a model of one of the tasks")
     tsub = train.add_subparsers(dest="task", required=True)
-    p = tsub.add_parser("style", help="train a style transfer network on a folder of photos")
-    _add_training(p, StyleConfig)
-    p.add_argument("--style-image", required=True, help="the style to learn (any image file)")
-    p.add_argument("--image-size", type=_positive, default=None,
-                   help=f"training crop side (px; default {StyleConfig.image_size})")
-    _add_objective(p)
-    # Architecture flags default to None: the network config's default applies (StyleNetConfig).
-    p.add_argument("--arch", default=None, choices=["full", "half"], help=f"default: {StyleConfig.arch}")
-    p.add_argument("--norm", default=None, choices=["instance", "batch"], help=f"default: {StyleConfig.norm}")
-    p.add_argument("--upsample", default=None, choices=["nearest", "deconv"], help=f"default: {StyleConfig.upsample}")
-
-    p = tsub.add_parser("sr", help="train a super-resolution network on a folder of photos")
-    _add_training(p, SRConfig)
-    p.add_argument("--scale", type=int, required=True, choices=[4, 8])
-    p.add_argument("--loss", required=True, choices=["feat", "pixel"],
-                   help="feature reconstruction at the content layer (the paper's) or per-pixel (its baseline)")
-    p.add_argument("--patch-size", type=_positive, default=None,
-                   help=f"HR patch side (px), a multiple of the scale (default {SRConfig.patch_size})")
-    p.add_argument("--blur-sigma", type=float, default=None,
-                   help=f"Gaussian blur before downscaling (0: none; default {SRConfig.blur_sigma})")
-    p.add_argument("--content-weight", type=float, default=None, help=f"default {SRConfig.content_weight}")
-    p.add_argument("--tv-weight", type=float, default=None, help=f"default {SRConfig.tv_weight}")
-    p.add_argument("--content-layer", default=None, help=f"default {SRConfig.content_layer}")
-    # Architecture flags default to None: the network config's default applies (SRNetConfig).
-    p.add_argument("--upsample", default=None, choices=["nearest", "deconv"],
-                   help="nearest + conv (default: no grain) or fractionally strided conv (the paper)")
-    p.add_argument("--norm", default=None, choices=["batch", "instance"], help=f"default: {SRConfig.norm} (the paper)")
-    p.add_argument("--skip", default=None, choices=["bicubic", "none"],
-                   help="predict a correction to bicubic (default) or the whole image (the paper)")
-    p.add_argument("--vgg-weights", default=None, help=VGG_HELP)
+    for name in task_names():
+        task = get_task(name)
+        p = tsub.add_parser(name, help=task.summary)
+        _add_training(p, task.train_config)
+        task.add_arguments(p)
+        p.set_defaults(func=cmd_train, train_task=task)
 
     p = sub.add_parser("optimize", help="the Gatys et al. optimization baseline on the same objective")
+    p.set_defaults(func=cmd_optimize)
     p.add_argument("--content", required=True, help="content image")
     p.add_argument("--style", required=True, help="style image")
     p.add_argument("-o", "--output", required=True, help="output image")
-    p.add_argument("--iters", type=_positive, default=500, help="optimizer iterations (default 500)")
+    p.add_argument("--iters", type=positive, default=DEFAULT_ITERS,
+                   help=f"optimizer iterations (default {DEFAULT_ITERS})")
     p.add_argument("--optimizer", default="lbfgs", choices=["lbfgs", "adam"], help="default: lbfgs")
     p.add_argument("--init", default="noise", choices=["noise", "content"],
                    help="start from white noise (default, as in the paper) or from the content image")
-    p.add_argument("--size", type=_positive, default=256, help="longest side of the content image")
+    p.add_argument("--size", type=positive, default=DEFAULT_SIZE, help="longest side of the content image")
     p.add_argument("--lr", type=float, default=None, help="Adam step size (default 0.05) or L-BFGS lr (default 1)")
     p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
-    _add_objective(p)
+    add_objective(p)
     _add_runtime(p)
 
     ev = sub.add_parser("eval", help="measure a model")
     esub = ev.add_subparsers(dest="task", required=True)
     p = esub.add_parser("style", help="objective terms of a style model's outputs (vs optimization)")
+    p.set_defaults(func=cmd_eval_style)
     p.add_argument("--model", required=True, help="shipped style name or model file")
     p.add_argument("--content", required=True, help="folder of content photos")
-    p.add_argument("--size", type=_positive, default=256,
+    p.add_argument("--size", type=positive, default=256,
                    help="longest side the photos are reduced to (with --crop: the square's side; default 256)")
     p.add_argument("--crop", action="store_true",
-                   help="score each photo's centre SIZE x SIZE square, shorter side resized to SIZE as in training "
+                   help="score each photo's center SIZE x SIZE square, shorter side resized to SIZE as in training "
                         "(the paper's Figure 5 used square images)")
     p.add_argument("--vs-optimize", type=_ints, default=[], metavar="N,N,...",
                    help="L-BFGS iteration counts to compare with, e.g. 50,100 (one run per photo, from noise)")
@@ -190,22 +173,26 @@ def build_parser() -> argparse.ArgumentParser:
     _add_runtime(p)
 
     p = esub.add_parser("sr", help="PSNR/SSIM (Y) and LPIPS of an SR model or bicubic on a benchmark folder")
+    p.set_defaults(func=cmd_eval_sr)
     p.add_argument("--model", required=True, help="shipped SR model name, model file, or 'bicubic'")
     p.add_argument("--data", required=True, help="benchmark folder: DIR/HR/NAME.png with DIR/LR_x{s}/NAME.png "
                                                  "(LR made from HR with MATLAB bicubic where missing)")
-    p.add_argument("--scale", type=int, default=None, choices=[4, 8],
+    p.add_argument("--scale", type=int, default=None, choices=list(SR_SCALES),
                    help="required with --model bicubic; a model's scale comes from its card")
-    p.add_argument("--tile", type=_positive, default=None, help="run the network in tiles of this many pixels")
+    p.add_argument("--tile", type=positive, default=None, help="run the network in tiles of this many pixels")
     p.add_argument("--lpips-net", default="alex", choices=["alex", "vgg"], help="LPIPS backbone (default alex)")
     _add_json(p)
     _add_runtime(p)
 
     p = sub.add_parser("models", help="list shipped models")
+    p.set_defaults(func=cmd_models)
     _add_json(p)
     p = sub.add_parser("info", help="show a model's card")
+    p.set_defaults(func=cmd_info)
     p.add_argument("model", help="shipped model name or model file")
     _add_json(p)
     p = sub.add_parser("weights", help="where the VGG-16 and LPIPS weights come from (fetches them)")
+    p.set_defaults(func=cmd_weights)
     p.add_argument("--vgg-weights", default=None, help=VGG_HELP)
     _add_json(p)
     return parser
@@ -234,7 +221,7 @@ def _batch(pairs: Sequence[tuple[Path, Path]], work: Callable[[Path, Path], None
 
 def cmd_stylize(a: argparse.Namespace) -> int:
     from .api import DEFAULT_STYLE, stylize
-    from .images import plan_outputs
+    from .listing import plan_outputs
     from .models import resolve_model_path
 
     style = a.style or DEFAULT_STYLE
@@ -247,7 +234,7 @@ def cmd_stylize(a: argparse.Namespace) -> int:
 
 def cmd_upscale(a: argparse.Namespace) -> int:
     from .api import upscale
-    from .images import plan_outputs
+    from .listing import plan_outputs
     from .models import resolve_model_path
 
     resolve_model_path(a.model)
@@ -273,18 +260,15 @@ def _config(cls, a: argparse.Namespace):
 
 
 def cmd_train(a: argparse.Namespace) -> int:
-    from . import train
-
-    if a.task == "style":
-        train.train_style(_config(train.StyleConfig, a))
-    else:
-        train.train_sr(_config(train.SRConfig, a))
+    task = a.train_task
+    task.train(_config(task.train_config, a))
     print(a.output)
     return 0
 
 
 def cmd_models(a: argparse.Namespace) -> int:
     from .models import shipped_models
+    from .tasks import get_task
 
     models = shipped_models()
     if a.json:
@@ -294,7 +278,7 @@ def cmd_models(a: argparse.Namespace) -> int:
         print("no models shipped")
     for m in models:
         c = m["card"]
-        detail = c.get("style_image") if m["task"] == "style" else f"x{c.get('scale')} {c.get('loss')} loss"
+        detail = get_task(m["task"]).describe(c)
         print(f"{m['name']:<20} {m['task']:<6} {detail:<28} {c.get('iterations', '?')} iterations")
     return 0
 
@@ -353,15 +337,6 @@ def cmd_optimize(a: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_eval(a: argparse.Namespace) -> int:
-    """``eval style`` and ``eval sr``."""
-    if a.task == "style":
-        return cmd_eval_style(a)
-    if a.task == "sr":
-        return cmd_eval_sr(a)
-    raise UserError(f"eval {a.task}: not supported")
-
-
 def _finite_json(doc):
     """``doc`` with non-finite floats (PSNR of an exact reconstruction) as None: strict JSON."""
     import math
@@ -376,7 +351,7 @@ def _finite_json(doc):
 
 
 def _exit_after_skips(result: dict, what: str) -> int:
-    """Exit 2 after reporting unreadable inputs: a batch goes on past bad files (SPEC)."""
+    """Exit 2 after reporting unreadable inputs: a batch goes on past bad files, then says so."""
     skipped = result["skipped"]
     if not skipped:
         return 0
@@ -386,7 +361,7 @@ def _exit_after_skips(result: dict, what: str) -> int:
 
 
 def cmd_eval_sr(a: argparse.Namespace) -> int:
-    from .evaluate import eval_sr, format_sr_table
+    from .eval_sr import eval_sr, format_sr_table
 
     result = eval_sr(a.model, a.data, scale=a.scale, tile=a.tile, device=a.device, precision=a.precision,
                      lpips_net=a.lpips_net)
@@ -398,7 +373,7 @@ def cmd_eval_sr(a: argparse.Namespace) -> int:
 
 
 def cmd_eval_style(a: argparse.Namespace) -> int:
-    from .evaluate import eval_style, format_style_table
+    from .eval_style import eval_style, format_style_table
 
     result = eval_style(a.model, a.content, size=a.size, vs_optimize=a.vs_optimize, vgg_weights=a.vgg_weights,
                         device=a.device, precision=a.precision, style_image=a.style_image, crop=a.crop)
@@ -409,16 +384,12 @@ def cmd_eval_style(a: argparse.Namespace) -> int:
     return _exit_after_skips(result, "content image(s)")
 
 
-COMMANDS = {"stylize": cmd_stylize, "upscale": cmd_upscale, "train": cmd_train, "models": cmd_models,
-            "info": cmd_info, "weights": cmd_weights, "optimize": cmd_optimize, "eval": cmd_eval}
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     a = parser.parse_args(argv)  # bad usage: argparse prints one line of error and exits 2
     logging.basicConfig(level=logging.DEBUG if a.verbose else logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
-        return COMMANDS[a.command](a)
+        return a.func(a)
     except UserError as e:
         print(f"fastpercept: error: {e}", file=sys.stderr)
         return 2

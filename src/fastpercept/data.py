@@ -19,7 +19,8 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from .errors import UserError
-from .images import list_images, load_image
+from .images import load_image, to_uint8
+from .listing import list_images
 from .resize import degrade
 
 log = logging.getLogger(__name__)
@@ -54,8 +55,8 @@ def _resize_shorter(img: torch.Tensor, shorter: int) -> torch.Tensor:
     return F.interpolate(img, size=size, mode="bilinear", antialias=True, align_corners=False)
 
 
-def centre_crop(img: torch.Tensor, size: int) -> torch.Tensor:
-    """The centre ``size`` x ``size`` square after resizing the shorter side to ``size``.
+def center_crop(img: torch.Tensor, size: int) -> torch.Tensor:
+    """The center ``size`` x ``size`` square after resizing the shorter side to ``size``.
 
     The same resizing as :class:`RandomCrops` at its smallest scale, so content is seen at the
     scale style networks are trained on. ``img`` (1, 3, H, W) float in [0, 1] -> (1, 3, size, size).
@@ -161,7 +162,7 @@ def sr_pair(patch_size: int, scale: int, blur_sigma: float) -> Callable[[torch.T
         if k >= 4:
             hr = hr.flip(-1)
         # LR inputs at test time are 8-bit files: train on the same quantized levels.
-        lr = (degrade(hr, scale, blur_sigma) * 255).round() / 255
+        lr = to_uint8(degrade(hr, scale, blur_sigma)).float() / 255
         return lr[0].contiguous(), hr[0].contiguous()
 
     return transform

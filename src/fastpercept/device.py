@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 
 import torch
 
@@ -52,3 +53,14 @@ def autocast(device: torch.device, precision: str):
     if precision == "fp32":
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=compute_dtype(precision))
+
+
+def wall_clock(device: torch.device) -> float:
+    """``time.perf_counter()`` after the queued GPU work on ``device`` has finished.
+
+    CUDA runs asynchronously: without the synchronization a timer would measure how fast work is
+    queued, not how fast it runs. Every timing in the package and its benchmarks uses this.
+    """
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()

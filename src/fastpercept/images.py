@@ -1,4 +1,6 @@
-"""Reading, writing and listing images, with every bad-input problem turned into a UserError.
+"""Reading and writing image files, with every bad-input problem turned into a UserError.
+
+(Finding the inputs of a batch and planning its outputs is :mod:`fastpercept.listing`.)
 
 Tensors here follow one convention: RGB float32 in [0, 1], shape (1, 3, H, W); an optional
 alpha channel is float32 in [0, 1], shape (1, 1, H, W) and is *straight* (not premultiplied).
@@ -8,9 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
-import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from fastpercept.errors import UserError
+from .atomic import atomic_write
+from .errors import UserError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
@@ -27,7 +28,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 MAX_PIXELS = 1_000_000_000
 
 # Suffix -> Pillow format name for writing.
-_SAVE_FORMATS = {
+IMAGE_WRITE_FORMATS = {
     ".jpg": "JPEG",
     ".jpeg": "JPEG",
     ".png": "PNG",
@@ -234,10 +235,19 @@ def _as_chw(t: torch.Tensor, channels: int, name: str) -> torch.Tensor:
     return t.detach().to("cpu", torch.float32)
 
 
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """Float in [0, 1] (any shape) -> uint8 levels: clamped, ``x * 255`` rounded half up.
+
+    The one 8-bit quantization of the package (saved files, metrics, SR benchmark inputs,
+    training pairs): half up as MATLAB's ``im2uint8``, which the SR literature's numbers use.
+    Exact for inputs already on the levels ``k / 255``.
+    """
+    return torch.floor(x.clamp(0.0, 1.0) * 255.0 + 0.5).to(torch.uint8)
+
+
 def _quantize(t: torch.Tensor) -> np.ndarray:
-    """(C, H, W) float in [0, 1] -> (H, W, C) uint8, clamped and rounded half up."""
-    scaled = torch.floor(t.clamp(0.0, 1.0) * 255.0 + 0.5)
-    return scaled.to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+    """(C, H, W) float in [0, 1] -> (H, W, C) uint8 (:func:`to_uint8`)."""
+    return to_uint8(t).permute(1, 2, 0).contiguous().numpy()
 
 
 def to_pil(rgb: torch.Tensor, alpha: torch.Tensor | None = None) -> Image.Image:
@@ -256,24 +266,11 @@ def to_pil(rgb: torch.Tensor, alpha: torch.Tensor | None = None) -> Image.Image:
 
 
 def _save_format(path: Path) -> str:
-    fmt = _SAVE_FORMATS.get(path.suffix.lower())
+    fmt = IMAGE_WRITE_FORMATS.get(path.suffix.lower())
     if fmt is None:
         supported = ", ".join(IMAGE_SUFFIXES)
         raise UserError(f"{path}: cannot write '{path.suffix or '(no suffix)'}' images; use one of {supported}")
     return fmt
-
-
-def _new_file_mode(target: Path) -> int:
-    """Permissions for the output: those of the file it replaces, else 0o666 minus umask.
-
-    mkstemp creates 0o600 files, which would make every output private to its owner.
-    """
-    try:
-        return target.stat().st_mode & 0o7777
-    except OSError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
 
 
 def _write_error(path: Path, exc: OSError) -> UserError:
@@ -311,184 +308,10 @@ def save_image(
     if path.is_dir():
         raise UserError(f"{path}: is a folder; give a file name to write")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        with atomic_write(path) as tmp, open(tmp, "wb") as f:
+            image.save(f, format=fmt, **options)
     except FileExistsError:
         raise UserError(f"{path}: cannot write image (a file is in the way of its folder)") from None
     except OSError as exc:
         raise _write_error(path, exc) from None
-
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            image.save(f, format=fmt, **options)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, _new_file_mode(path))
-        os.replace(tmp, path)
-    except BaseException as exc:
-        tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise _write_error(path, exc) from None
-        raise
     return path
-
-
-# --------------------------------------------------------------------------- listing inputs
-
-
-def _is_hidden(name: str) -> bool:
-    return name.startswith(".")
-
-
-def _walk_images(folder: Path, recursive: bool, skip: Path | None = None) -> list[Path]:
-    """Image files under folder (IMAGE_SUFFIXES, any case), sorted, hidden files/folders skipped.
-
-    skip: a folder (resolved) whose contents are left out, e.g. an output folder inside folder.
-    """
-    found: list[Path] = []
-    for root, dirs, files in os.walk(folder):
-        root_path = Path(root)
-        # The output folder is skipped only when nested: -o equal to the input folder must
-        # still be seen (and refused) as overwriting the inputs.
-        if skip is not None and root_path != folder and root_path.resolve() == skip:
-            dirs[:] = []
-            continue
-        # Pruning dirs in place stops os.walk descending into hidden folders.
-        dirs[:] = [d for d in dirs if not _is_hidden(d)] if recursive else []
-        found.extend(
-            root_path / name
-            for name in files
-            if not _is_hidden(name) and Path(name).suffix.lower() in IMAGE_SUFFIXES
-        )
-    # Sort by path components so "a/b.png" and "a-b.png" order the same on every platform.
-    return sorted(found, key=lambda p: p.relative_to(folder).parts)
-
-
-def _expand(inputs: Sequence[str | Path], recursive: bool, skip: Path | None = None) -> list[tuple[Path, Path, bool]]:
-    """(image, path relative to its input folder or its bare name, came-from-a-folder) per image.
-
-    The same file reached twice (given twice, or as a file and inside a folder) is kept once.
-    """
-    seen: set[Path] = set()
-    result: list[tuple[Path, Path, bool]] = []
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            images = _walk_images(p, recursive, skip)
-            if not images:
-                raise UserError(f"{p}: no images found ({', '.join(IMAGE_SUFFIXES)})")
-            entries = [(img, img.relative_to(p), True) for img in images]
-        elif p.exists():
-            entries = [(p, Path(p.name), False)]
-        else:
-            raise UserError(f"{p}: no such file or folder")
-        for img, rel, from_dir in entries:
-            key = img.resolve()
-            if key not in seen:
-                seen.add(key)
-                result.append((img, rel, from_dir))
-    return result
-
-
-def list_images(inputs: Sequence[str | Path], recursive: bool = True) -> list[Path]:
-    """The image files named by inputs, in order: files as given (whatever their suffix),
-    folders expanded to their images (IMAGE_SUFFIXES, any case; hidden files and folders
-    skipped; sorted). Raises UserError for a missing input or a folder with no images.
-    """
-    return [img for img, _, _ in _expand(inputs, recursive)]
-
-
-# ------------------------------------------------------------------------------ output plans
-
-
-def _output_ext(image: Path, default_ext: str | None) -> str:
-    """The input's own suffix when we can write it, else default_ext (".png" if not given)."""
-    if image.suffix.lower() in _SAVE_FORMATS:
-        return image.suffix
-    ext = default_ext or ".png"
-    return ext if ext.startswith(".") else "." + ext
-
-
-def _is_same_file(a: Path, b: Path) -> bool:
-    if a.resolve() == b.resolve():
-        return True
-    try:
-        return os.path.samefile(a, b)  # catches hard links and case-insensitive file systems
-    except OSError:
-        return False
-
-
-def plan_outputs(
-    inputs: Sequence[str | Path],
-    out: str | Path | None,
-    suffix: str,
-    default_ext: str | None = None,
-    recursive: bool = True,
-) -> list[tuple[Path, Path]]:
-    """Pair every input image with the path its result is written to.
-
-    - out None: beside the input, named "{stem}-{suffix}{ext}". When walking folders, files
-      already named "*-{suffix}.*" are taken to be earlier results and left out, so running
-      the same command twice does not process its own outputs.
-    - exactly one input, a file, and out ending in an image suffix: out itself.
-    - otherwise out is a folder: an input file goes to out/NAME, images found in an input
-      folder keep their path relative to it (out/sub/NAME). An output folder inside an input
-      folder is not walked.
-    ext is the input's suffix when it is one we write, otherwise default_ext (default ".png").
-
-    Raises UserError if an output would overwrite an input or two inputs would share an output.
-    """
-    out_path = Path(out) if out is not None else None
-    names_file = (
-        out_path is not None
-        and out_path.suffix.lower() in _SAVE_FORMATS
-        and not out_path.is_dir()
-    )
-    if out_path is not None and not names_file and out_path.exists() and not out_path.is_dir():
-        raise UserError(f"{out_path}: exists and is not a folder")
-    skip = out_path.resolve() if out_path is not None and not names_file else None
-
-    entries = _expand(inputs, recursive, skip)
-    if out_path is None:
-        tag = f"-{suffix}"
-        entries = [e for e in entries if not (e[2] and e[0].stem.endswith(tag))]
-        if not entries:
-            raise UserError(f"{', '.join(map(str, inputs))}: only earlier '{tag}' results found, no images")
-
-    if names_file:
-        if len(inputs) != 1 or len(entries) != 1 or entries[0][2]:
-            raise UserError(f"{out_path}: names one file but the input holds {len(entries)} image(s); give a folder")
-        pairs = [(entries[0][0], out_path)]
-    elif out_path is None:
-        pairs = [
-            (img, img.with_name(f"{img.stem}-{suffix}{_output_ext(img, default_ext)}"))
-            for img, _, _ in entries
-        ]
-    else:
-        pairs = [
-            (img, out_path / rel.with_suffix(_output_ext(img, default_ext)))
-            for img, rel, _ in entries
-        ]
-    _check_plan(pairs)
-    return pairs
-
-
-def _check_plan(pairs: list[tuple[Path, Path]]) -> None:
-    """Refuse plans that overwrite an input or write one output twice."""
-    inputs = [img for img, _ in pairs]
-    input_keys = {img.resolve(): img for img in inputs}
-    writers: dict[Path, Path] = {}
-    for img, target in pairs:
-        key = target.resolve()
-        victim = input_keys.get(key)
-        if victim is None and target.exists():
-            victim = next((i for i in inputs if _is_same_file(i, target)), None)
-        if victim is not None:
-            raise UserError(f"{target}: output would overwrite the input {victim}; choose another -o")
-        if key in writers:
-            raise UserError(
-                f"{target}: both {writers[key]} and {img} would be written there; "
-                f"rename one or process them separately"
-            )
-        writers[key] = img

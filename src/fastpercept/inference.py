@@ -1,7 +1,7 @@
-"""Running a transformation network on images of any size: tiling, strength, colour.
+"""Running a transformation network on images of any size: tiling, strength, color.
 
 Tiling with instance norm is the hard part: each tile would normalize with its own statistics
-and the tiles would disagree in colour and contrast (visible seams). :func:`run_network` first
+and the tiles would disagree in color and contrast (visible seams). :func:`run_network` first
 runs the whole image at a reduced size to record every instance-norm layer's statistics, then
 runs the full-size tiles with those fixed statistics, so the network becomes a purely local
 operator and overlapping tiles blend without seams. The same path bounds memory: an image
@@ -10,18 +10,17 @@ whose one-pass activations would not fit in the memory available is tiled automa
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
-from typing import Iterator
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from .device import autocast
 from .errors import UserError
+from .nets.blocks import NormStats, TransformNet
 
 log = logging.getLogger(__name__)
 
@@ -39,46 +38,48 @@ MEMORY_SHARE = 0.5
 AUTO_TILE_MAX = 2048  # automatic tiles are no larger: beyond this, bigger tiles save nothing
 
 
-def _is_instance_norm(m: nn.Module) -> bool:
-    return isinstance(m, nn.InstanceNorm2d)
+class Runner(Protocol):
+    """What tiling, strength and color need from an inference backend.
+
+    ``runner(x)``: (N, 3, H, W) in [0, 1] -> (N, 3, scale H, scale W) float32 (not clamped).
+    ``runner(x, norm_stats)``: the same with the instance-norm statistics given (see
+    :class:`fastpercept.nets.blocks.NormStatsFlow`), which makes the network a local operator.
+    ``runner.norm_stats(x)``: the statistics of one pass over ``x``; ``None`` when the network
+    has no instance norm (tiles then need no shared statistics).
+    """
+
+    scale: int
+    device: torch.device
+
+    def __call__(self, x: torch.Tensor, norm_stats: NormStats | None = None) -> torch.Tensor: ...
+
+    def norm_stats(self, x: torch.Tensor) -> NormStats | None: ...
 
 
-@contextlib.contextmanager
-def _record_instance_stats(model: nn.Module) -> Iterator[dict[nn.Module, tuple[torch.Tensor, torch.Tensor]]]:
-    """Record (mean, var) per channel of each InstanceNorm2d's input during one forward pass."""
-    stats: dict[nn.Module, tuple[torch.Tensor, torch.Tensor]] = {}
+class TorchRunner:
+    """The PyTorch backend: a :class:`~fastpercept.nets.blocks.TransformNet` under autocast.
 
-    def hook(module, args):
-        x = args[0].float()
-        stats[module] = (x.mean(dim=(2, 3), keepdim=True), x.var(dim=(2, 3), keepdim=True, unbiased=False))
+    Args:
+        net: the network, on its device, in eval mode.
+        precision: ``fp32``, ``bf16`` or ``fp16`` (autocast; the weights stay as they are).
+    """
 
-    handles = [m.register_forward_pre_hook(hook) for m in model.modules() if _is_instance_norm(m)]
-    try:
-        yield stats
-    finally:
-        for h in handles:
-            h.remove()
+    def __init__(self, net: TransformNet, precision: str = "fp32") -> None:
+        self.net = net
+        self.precision = precision
+        self.scale = int(getattr(net, "scale", 1))
+        self.device = next(net.parameters(), torch.empty(0)).device
+        self._has_instance_norm = net.has_instance_norm
 
+    def __call__(self, x: torch.Tensor, norm_stats: NormStats | None = None) -> torch.Tensor:
+        with torch.inference_mode(), autocast(self.device, self.precision):
+            return self.net(x, norm_stats).float()
 
-@contextlib.contextmanager
-def _fixed_instance_stats(model: nn.Module,
-                          stats: dict[nn.Module, tuple[torch.Tensor, torch.Tensor]]) -> Iterator[None]:
-    """Make every InstanceNorm2d normalize with the given statistics instead of its input's."""
-
-    def hook(module: nn.InstanceNorm2d, args, output):
-        x = args[0]
-        mean, var = (s.to(x.dtype) for s in stats[module])
-        y = (x - mean) * torch.rsqrt(var + module.eps)
-        if module.affine:
-            y = y * module.weight.view(1, -1, 1, 1).to(x.dtype) + module.bias.view(1, -1, 1, 1).to(x.dtype)
-        return y
-
-    handles = [m.register_forward_hook(hook) for m in model.modules() if _is_instance_norm(m)]
-    try:
-        yield
-    finally:
-        for h in handles:
-            h.remove()
+    def norm_stats(self, x: torch.Tensor) -> NormStats | None:
+        if not self._has_instance_norm:
+            return None
+        with torch.inference_mode(), autocast(self.device, self.precision):
+            return self.net.instance_norm_stats(x)
 
 
 def _ramp(n: int, overlap: int, at_start: bool, at_end: bool) -> torch.Tensor:
@@ -155,29 +156,28 @@ def auto_tile(shape: torch.Size | tuple[int, ...], scale: int, precision: str, d
     return max(2 * DEFAULT_OVERLAP + 64, min(side, AUTO_TILE_MAX))
 
 
-def run_network(model: nn.Module, x: torch.Tensor, tile: int | None = None, overlap: int = DEFAULT_OVERLAP,
-                scale: int = 1, precision: str = "fp32", stats_size: int = 1024) -> torch.Tensor:
-    """``model(x)``, optionally in overlapping tiles.
+def run_network(runner: Runner, x: torch.Tensor, tile: int | None = None, overlap: int = DEFAULT_OVERLAP,
+                stats_size: int = 1024) -> torch.Tensor:
+    """The runner's network on ``x``, optionally in overlapping tiles.
 
     Args:
-        model: maps (N, 3, H, W) in [0, 1] to (N, 3, scale H, scale W) in [0, 1].
-        x: (N, 3, H, W) in [0, 1], on the model's device.
+        runner: any backend (:class:`Runner`), e.g. :class:`TorchRunner`.
+        x: (N, 3, H, W) in [0, 1], on the runner's device.
         tile: tile side in input pixels (``None``: the whole image at once when it fits in
             memory, else tiles of :func:`auto_tile`'s size).
         overlap: input pixels of context shared by neighbouring tiles (blended linearly).
-        scale: the model's output/input size ratio (1 for style, 4 or 8 for SR).
-        precision: ``fp32``, ``bf16`` or ``fp16`` (autocast).
         stats_size: longest side of the reduced image whose instance-norm statistics all
-            tiles share (unused when the model has no instance norm).
+            tiles share (unused when the network has no instance norm).
     Returns:
         (N, 3, scale H, scale W) float32 in [0, 1].
     """
-    device = x.device
+    device, scale = x.device, runner.scale
+    precision = getattr(runner, "precision", "fp32")
     h, w = x.shape[-2:]
     if min(h, w) < MIN_SIDE:
         # Tiny images: replicate the border up to MIN_SIDE, run, and crop the result back.
         x = F.pad(x, (0, max(0, MIN_SIDE - w), 0, max(0, MIN_SIDE - h)), mode="replicate")
-        y = run_network(model, x, tile=None, scale=scale, precision=precision, stats_size=stats_size)
+        y = run_network(runner, x, tile=None, stats_size=stats_size)
         return y[..., : h * scale, : w * scale]
     if tile is not None and tile < MIN_TILE:
         raise ValueError(f"tile must be at least {MIN_TILE} px, not {tile}")
@@ -186,32 +186,27 @@ def run_network(model: nn.Module, x: torch.Tensor, tile: int | None = None, over
         if tile is not None:
             log.warning("%dx%d image: too big for one pass in the memory available; running in %d px tiles "
                         "(--tile sets the size)", w, h, tile)
-    with torch.inference_mode(), autocast(device, precision):
-        if tile is None or (h <= tile and w <= tile):
-            return model(x).float().clamp(0, 1)
-        if tile <= 2 * overlap:
-            overlap = max(tile // 4, 1)
-        context = contextlib.nullcontext()
-        if any(_is_instance_norm(m) for m in model.modules()):
-            factor = min(1.0, stats_size / max(h, w))
-            small = F.interpolate(x, scale_factor=factor, mode="bilinear", antialias=True) if factor < 1 else x
-            with _record_instance_stats(model) as stats:
-                model(small)
-            context = _fixed_instance_stats(model, stats)
-        out = torch.zeros(x.shape[0], 3, h * scale, w * scale, device=device)
-        weight = torch.zeros(1, 1, h * scale, w * scale, device=device)
-        with context:
-            ys, xs = _tile_starts(h, tile, overlap), _tile_starts(w, tile, overlap)
-            for top in ys:
-                for left in xs:
-                    th, tw = min(tile, h - top), min(tile, w - left)
-                    y = model(x[..., top:top + th, left:left + tw]).float()
-                    wy = _ramp(th * scale, overlap * scale, top == 0, top + th == h)
-                    wx = _ramp(tw * scale, overlap * scale, left == 0, left + tw == w)
-                    wt = (wy[:, None] * wx[None, :]).to(device)
-                    out[..., top * scale:(top + th) * scale, left * scale:(left + tw) * scale] += y * wt
-                    weight[..., top * scale:(top + th) * scale, left * scale:(left + tw) * scale] += wt
-        return (out / weight).clamp(0, 1)
+    if tile is None or (h <= tile and w <= tile):
+        return runner(x).clamp(0, 1)
+    if tile <= 2 * overlap:
+        overlap = max(tile // 4, 1)
+    factor = min(1.0, stats_size / max(h, w))
+    with torch.inference_mode():
+        small = F.interpolate(x, scale_factor=factor, mode="bilinear", antialias=True) if factor < 1 else x
+    stats = runner.norm_stats(small)
+    out = torch.zeros(x.shape[0], 3, h * scale, w * scale, device=device)
+    weight = torch.zeros(1, 1, h * scale, w * scale, device=device)
+    ys, xs = _tile_starts(h, tile, overlap), _tile_starts(w, tile, overlap)
+    for top in ys:
+        for left in xs:
+            th, tw = min(tile, h - top), min(tile, w - left)
+            y = runner(x[..., top:top + th, left:left + tw], stats)
+            wy = _ramp(th * scale, overlap * scale, top == 0, top + th == h)
+            wx = _ramp(tw * scale, overlap * scale, left == 0, left + tw == w)
+            wt = (wy[:, None] * wx[None, :]).to(device)
+            out[..., top * scale:(top + th) * scale, left * scale:(left + tw) * scale] += y * wt
+            weight[..., top * scale:(top + th) * scale, left * scale:(left + tw) * scale] += wt
+    return (out / weight).clamp(0, 1)
 
 
 # RGB <-> YIQ (NTSC), as in Gatys et al. 2016, "Preserving color in neural artistic style transfer".
@@ -219,7 +214,7 @@ _RGB_TO_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.2
 
 
 def preserve_color(stylized: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
-    """Luminance-only transfer: Y from ``stylized``, I and Q (colour) from ``content``.
+    """Luminance-only transfer: Y from ``stylized``, I and Q (color) from ``content``.
 
     Args:
         stylized, content: (N, 3, H, W) in [0, 1], same size.
@@ -244,8 +239,8 @@ def _interp(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.Tensor
 def match_histograms(image: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     """Give each channel of ``image`` the value distribution of the same channel of ``reference``.
 
-    The post-processing of Johnson et al. (2016) for super-resolution: the output's colour
-    histograms are matched to the low-resolution input's, undoing colour shifts the network
+    The post-processing of Johnson et al. (2016) for super-resolution: the output's color
+    histograms are matched to the low-resolution input's, undoing color shifts the network
     introduced. Exact histogram specification by quantiles: equal input values map to equal
     outputs (``skimage.exposure.match_histograms``'s convention), so flat regions stay flat.
 

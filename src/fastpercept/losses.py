@@ -1,7 +1,10 @@
-"""The paper's loss functions (Johnson et al. 2016, section 3), exactly as SPEC defines them.
+"""The paper's loss functions (Johnson et al. 2016, section 3), each defined where it is written.
 
-All images are RGB in [0, 1], shape (N, 3, H, W); features are (N, C, H, W). Each loss returns
-a scalar averaged over the batch.
+All images are RGB in [0, 1], shape (N, 3, H, W); features are (N, C, H, W), the relu
+activations of the frozen ImageNet VGG-16 (:class:`~fastpercept.vgg.VGG16Features`, which
+normalizes its input with the ImageNet mean and std). Each loss returns a scalar averaged over
+the batch. The style-transfer objective is
+``content_weight * l_feat(content_layer) + style_weight * sum_j l_style(j) + tv_weight * l_tv``.
 """
 
 from __future__ import annotations
@@ -71,7 +74,7 @@ STYLE_SIZE = 512
 
 @dataclass
 class ObjectiveWeights:
-    """Weights and layers of the style-transfer objective (the paper's defaults, SPEC names)."""
+    """Weights and layers of the style-transfer objective (the paper's defaults; the CLI flags' names)."""
 
     content_weight: float = 1.0
     style_weight: float = 5.0

@@ -23,6 +23,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .images import to_uint8
+
 __all__ = ["rgb_to_y", "quantize", "psnr_y", "ssim_y"]
 
 # MATLAB rgb2ycbcr, luma row, for R, G, B in [0, 1] giving Y on the [0, 255] scale.
@@ -56,8 +58,9 @@ def rgb_to_y(x: torch.Tensor) -> torch.Tensor:
 
 
 def quantize(x: torch.Tensor) -> torch.Tensor:
-    """Clamp to ``[0, 1]`` and round to the nearest of the 256 8-bit levels (what saving a PNG does)."""
-    return torch.round(x.clamp(0.0, 1.0) * 255.0) / 255.0
+    """Clamp to ``[0, 1]`` and round to the nearest of the 256 8-bit levels, half up (what saving does:
+    :func:`fastpercept.images.to_uint8`)."""
+    return to_uint8(x).to(x.dtype if x.is_floating_point() else torch.float32) / 255.0
 
 
 def _luma_pair(a: torch.Tensor, b: torch.Tensor, border: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,15 +1,17 @@
-"""Model files: fp16 safetensors with a JSON card, and the registry of shipped models.
+"""Model files: fp16 safetensors with a JSON card, and the models shipped in the package.
 
-A model file holds the network's tensors and, under the metadata key ``fastpercept``, its card
-(SPEC, "Model files"): what it is (``task``, ``arch``, ``norm``, ...) and how it was trained.
+A model file holds the network's tensors and, under the metadata key ``fastpercept``, its card:
+a JSON object saying what the network is (``task``, which names a :mod:`fastpercept.tasks`
+entry, and that task's architecture keys such as ``arch``, ``norm``, ``scale``) and how it was
+trained (objective weights and layers, data, iterations, seed, wall time, device, final losses,
+the VGG-16 weights' hash, and ``stages`` when it was fine-tuned from another model).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
-import tempfile
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,10 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from .atomic import atomic_write
 from .errors import UserError
+from .nets.blocks import TransformNet
+from .tasks import get_task
 
 CARD_KEY = "fastpercept"
 MODEL_SUFFIX = ".safetensors"
@@ -72,58 +77,61 @@ def save_model(model: nn.Module, path: str | os.PathLike, card: dict[str, Any],
                dtype: torch.dtype = torch.float16) -> Path:
     """Write ``model``'s state dict in ``dtype`` with ``card`` as metadata, atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype).contiguous()
                for k, v in model.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
     try:
-        save_file(tensors, tmp, metadata={CARD_KEY: json.dumps(card, sort_keys=True)})
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+        with atomic_write(path) as tmp:
+            save_file(tensors, str(tmp), metadata={CARD_KEY: json.dumps(card, sort_keys=True)})
     except OSError as e:
         raise UserError(f"{path}: cannot write model ({e.strerror or e})") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 
-# Values for architecture keys that model files written before the key existed must get
-# (the defaults changed since): such files hold the paper's SR network.
-_LEGACY_ARCH = {"sr": {"upsample": "deconv", "skip": "none"}}
+def build_model(card: dict[str, Any]) -> TransformNet:
+    """An untrained network with the architecture the card describes (its task's ``build_net``)."""
+    return get_task(card.get("task")).build_net(card)
 
 
-def build_model(card: dict[str, Any]) -> nn.Module:
-    """An untrained network with the architecture the card describes.
+@dataclass
+class LoadedModel:
+    """A trained network with its card: what :func:`load_model` returns.
 
-    The card holds the network config's fields (``**config.to_dict()`` at training time); any
-    field it lacks takes its pre-field value from ``_LEGACY_ARCH``, else the config's default.
+    ``model(x)`` runs the network: (N, 3, H, W) in [0, 1] -> (N, 3, scale H, scale W), with no
+    autograd graph. ``net`` is the :class:`~fastpercept.nets.blocks.TransformNet` itself (fp32,
+    eval mode), ``card`` the model file's card and ``name`` its file name without suffix.
     """
-    task = card.get("task")
-    if task == "style":
-        from .nets.style import StyleNet as net, StyleNetConfig as config
-    elif task == "sr":
-        from .nets.sr import SRNet as net, SRNetConfig as config
-    else:
-        raise UserError(f"unknown model task {task!r} in card")
-    if task == "sr" and "scale" not in card:
-        raise UserError("SR model card has no 'scale'")
-    values = {**_LEGACY_ARCH.get(task, {}), **card}
-    return net(config(**{f.name: values[f.name] for f in dataclasses.fields(config) if f.name in values}))
+
+    net: TransformNet
+    card: dict[str, Any]
+    name: str
+
+    @property
+    def task(self) -> str:
+        return self.card["task"]
+
+    @property
+    def scale(self) -> int:
+        """Output size / input size (1 for style transfer)."""
+        return self.net.scale
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return self.net(x)
+
+    def to(self, device: str | torch.device) -> "LoadedModel":
+        self.net.to(device)
+        return self
 
 
-def load_model(name_or_path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:
-    """Load a shipped model by name or a model file; the card is on ``.card``. Eval mode, fp32."""
+def load_model(name_or_path: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedModel:
+    """Load a shipped model by name or a model file: the network (eval mode, fp32) and its card."""
     path = resolve_model_path(name_or_path)
     card = read_card(path)
-    model = build_model(card)
+    net = build_model(card)
     with safe_open(str(path), framework="pt") as f:
         state = {k: f.get_tensor(k).to(torch.float32) for k in f.keys()}
     try:
-        model.load_state_dict(state)
+        net.load_state_dict(state)
     except RuntimeError as e:
         raise UserError(f"{path}: weights do not match the card's architecture ({str(e).splitlines()[0]})") from None
-    model.card = card
-    model.name = path.stem
-    return model.eval().to(device)
+    return LoadedModel(net.eval().to(device), card, path.stem)

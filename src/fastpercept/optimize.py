@@ -34,19 +34,21 @@ from __future__ import annotations
 
 import math
 import sys
-import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
 import torch
 from tqdm import tqdm
 
+from .device import wall_clock
 from .losses import STYLE_SIZE, ObjectiveWeights, StyleObjective
 
 if TYPE_CHECKING:
     from .images import LoadedImage
 
 TERMS = ("content", "style", "tv", "total")
+DEFAULT_ITERS = 500  # the longest run of the paper's Table 1
+DEFAULT_SIZE = 256  # longest side of the content image (px)
 NOISE_MEAN = 0.5
 NOISE_STD = 0.25
 DEFAULT_LR = {"lbfgs": 1.0, "adam": 0.05}
@@ -147,7 +149,7 @@ def optimize_image(
     if progress is None:
         progress = sys.stderr.isatty()
     bar = tqdm(total=iters, desc=f"optimize ({optimizer})", unit="it", file=sys.stderr, disable=not progress)
-    start = _now(content.device)
+    start = wall_clock(content.device)
 
     def note(terms: Terms) -> None:
         """Append the terms of the current iterate (iteration ``len(history)``)."""
@@ -155,7 +157,7 @@ def optimize_image(
         if not all(math.isfinite(v) for v in terms.values()):
             raise RuntimeError(f"objective is not finite after {k} iterations: {terms}")
         result.history.append(terms)
-        result.seconds.append(_now(content.device) - start)
+        result.seconds.append(wall_clock(content.device) - start)
         if callback is not None:
             callback(k, terms)
 
@@ -191,15 +193,9 @@ def optimize_image(
     return result
 
 
-def _now(device: torch.device) -> float:
-    """A wall clock that waits for queued GPU work, so elapsed times are real."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter()
-
-
-def optimize_files(content_path: str, style_path: str, iters: int = 500, *, weights: ObjectiveWeights | None = None,
-                   size: int = 256, style_size: int | None = STYLE_SIZE, optimizer: str = "lbfgs", init: str = "noise",
+def optimize_files(content_path: str, style_path: str, iters: int = DEFAULT_ITERS, *,
+                   weights: ObjectiveWeights | None = None, size: int = DEFAULT_SIZE,
+                   style_size: int | None = STYLE_SIZE, optimizer: str = "lbfgs", init: str = "noise",
                    lr: float | None = None, seed: int = 0, vgg_weights: str | None = None,
                    device: str = "auto") -> tuple[OptimizeResult, "LoadedImage"]:
     """``fastpercept optimize`` as a function: the Gatys et al. baseline from two image files.

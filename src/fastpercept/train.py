@@ -1,13 +1,16 @@
-"""Training: one loop for every task (style now, super-resolution on the same machinery).
+"""Training: one loop for every task (each task, in :mod:`fastpercept.tasks`, sets up its runs).
 
 The loop owns what all tasks share: Adam, mixed precision, channels_last, reproducible data
 order, atomic checkpoints every N steps with exact ``--resume``, a CSV log of every loss term,
-a progress bar, a clean stop on SIGINT/SIGTERM, and the model card.
+a progress bar, a clean stop on SIGINT/SIGTERM, and the model card. A task supplies a
+:class:`TrainingSetup` (network, samples, loss of a batch, card) built from its
+:class:`RunConfig` subclass.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as _dt
 import logging
 import math
@@ -15,7 +18,7 @@ import os
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 
@@ -26,94 +29,67 @@ from tqdm import tqdm
 
 from . import __version__
 from .checkpoint import FolderLock, load_latest_checkpoint, restore, save_checkpoint
-from .data import RandomCrops, SampleRange, scan_image_files, sr_pair
+from .data import SampleRange
 from .device import autocast, compute_dtype, resolve_device, resolve_precision
 from .errors import UserError
-from .images import load_image
-from .losses import (STYLE_SIZE, ObjectiveWeights, StyleObjective, feature_reconstruction_loss, pixel_loss,
-                     total_variation_loss)
-from .models import load_model, save_model
-from .nets.sr import SRNet, SRNetConfig
-from .nets.style import StyleNet, StyleNetConfig
-from .vgg import VGG16Features
-from .weights import resolve_vgg16
+from .models import LoadedModel, load_model, save_model
+from .tasks import get_task
 
 log = logging.getLogger(__name__)
 
 
+_RESUMABLE = {"resumable": True}
+
+
+def resumable(default: Any = dataclasses.MISSING) -> Any:
+    """A config field that may change between a run and its ``--resume`` (where, how long, logging).
+
+    Any other field's change is refused on resume: it would silently mix two trainings.
+    """
+    return field(default=default, metadata=_RESUMABLE)
+
+
 @dataclass
 class RunConfig:
-    """What every training run needs, whatever the task."""
+    """What every training run needs, whatever the task (each task subclasses it)."""
 
-    data: str
-    output: str
-    iters: int = 40000
+    data: str = resumable()
+    output: str = resumable()
+    iters: int = resumable(40000)  # the card calls the steps trained ``iterations``
     batch_size: int = 4
     lr: float = 1e-3
-    checkpoint_every: int = 500
-    checkpoint_dir: str | None = None
-    resume: bool = False
+    checkpoint_every: int = resumable(500)
+    checkpoint_dir: str | None = resumable(None)
+    resume: bool = resumable(False)
     seed: int = 0
-    device: str = "auto"
-    precision: str = "auto"
-    workers: int = 0
-    log_every: int = 50
-    vgg_weights: str | None = None
-    compile: bool = False
+    device: str = resumable("auto")
+    precision: str = resumable("auto")
+    workers: int = resumable(0)
+    log_every: int = resumable(50)
+    vgg_weights: str | None = resumable(None)
+    compile: bool = resumable(False)
     init_from: str | None = None  # fine-tune from this model file (same task and architecture)
-    notes: str | None = None  # what was tried and why these settings: written to the card
+    notes: str | None = resumable(None)  # what was tried and why these settings: written to the card
 
     @property
     def ckpt_dir(self) -> Path:
         return Path(self.checkpoint_dir) if self.checkpoint_dir else Path(self.output).with_suffix(".ckpt")
 
-
-@dataclass
-class StyleConfig(RunConfig):
-    """``fastpercept train style``: the paper's objective, SPEC's flag names."""
-
-    style_image: str = ""
-    image_size: int = 256
-    style_size: int | None = STYLE_SIZE
-    content_weight: float = ObjectiveWeights.content_weight  # the objective's defaults live in ObjectiveWeights
-    style_weight: float = ObjectiveWeights.style_weight
-    tv_weight: float = ObjectiveWeights.tv_weight
-    content_layer: str = ObjectiveWeights.content_layer
-    style_layers: tuple[str, ...] = ObjectiveWeights.style_layers
-    arch: str = StyleNetConfig.arch  # the architecture's defaults live in StyleNetConfig
-    norm: str = StyleNetConfig.norm
-    upsample: str = StyleNetConfig.upsample
+    @classmethod
+    def resumable_fields(cls) -> set[str]:
+        return {f.name for f in fields(cls) if f.metadata.get("resumable")}
 
 
 @dataclass
-class SRConfig(RunConfig):
-    """``fastpercept train sr``: l_feat (relu2_2 + TV, the paper) or l_pixel (the baseline)."""
-
-    scale: int = 4
-    loss: str = "feat"
-    patch_size: int = 288
-    blur_sigma: float = 1.0
-    content_layer: str = "relu2_2"
-    content_weight: float = 1.0
-    tv_weight: float = 1e-6
-    upsample: str = SRNetConfig.upsample  # the architecture's defaults live in SRNetConfig
-    norm: str = SRNetConfig.norm
-    skip: str = SRNetConfig.skip
-    # The 9x9 last layer sums 5,184 inputs into each pixel: at Adam's 1e-3 one step moves the
-    # output by whole intensity levels and the bicubic-skip network thrashes around bicubic
-    # (measured: +0.00 dB PSNR after 1,000 steps at 1e-3 and 300 at 3e-4; +0.24 dB after 300 at 1e-4).
-    lr: float = 1e-4
-
-
-@dataclass
-class Task:
-    """What differs between tasks: the network, the samples and the loss of a batch."""
+class TrainingSetup:
+    """What one task's run trains: the network, the samples, the loss of a batch, the card so far."""
 
     model: nn.Module
     samples: torch.utils.data.Dataset
     loss: Callable[[nn.Module, Any], dict[str, torch.Tensor]]
     card: dict[str, Any]
     frozen: list[nn.Module] = field(default_factory=list)  # moved to device/dtype with the model
+    init_card: dict[str, Any] | None = None  # the --init-from model's card: the new card's history
 
 
 class _StopFlag:
@@ -176,7 +152,7 @@ def _distributed(device: torch.device) -> tuple[int, int, torch.device]:
     return dist.get_rank(), dist.get_world_size(), device
 
 
-def run(task: Task, cfg: RunConfig) -> nn.Module:
+def run(task: TrainingSetup, cfg: RunConfig) -> LoadedModel:
     """Train ``task.model`` for ``cfg.iters`` steps while holding the checkpoint folder's lock."""
     rank = int(os.environ.get("RANK", "0"))
     if rank != 0:  # process 0 alone writes to the folder
@@ -185,8 +161,8 @@ def run(task: Task, cfg: RunConfig) -> nn.Module:
         return _run(task, cfg)
 
 
-def _run(task: Task, cfg: RunConfig) -> nn.Module:
-    """Train ``task.model`` for ``cfg.iters`` steps; returns the trained model (fp32, eval).
+def _run(task: TrainingSetup, cfg: RunConfig) -> LoadedModel:
+    """Train ``task.model`` for ``cfg.iters`` steps; returns the trained model (fp32, eval) with its card.
 
     Under ``torchrun`` every process trains on its own ``cfg.batch_size`` share of each step
     (the global batch is ``world * batch_size``) with averaged gradients; process 0 writes the
@@ -195,6 +171,9 @@ def _run(task: Task, cfg: RunConfig) -> nn.Module:
     precision = resolve_precision(cfg.precision, resolve_device(cfg.device))
     rank, world, device = _distributed(resolve_device(cfg.device))
     main = rank == 0
+    if device.type == "cuda":
+        # Every step has the same input shapes: let cuDNN pick the fastest convolution once.
+        torch.backends.cudnn.benchmark = True
     model = task.model.to(device).to(memory_format=torch.channels_last)
     # The frozen loss network is held in the compute dtype: autocast would otherwise copy its
     # weights to bf16 on every call.
@@ -211,7 +190,7 @@ def _run(task: Task, cfg: RunConfig) -> nn.Module:
         if found is None:
             log.warning("--resume: no checkpoint in %s, starting from step 0", ckpt_dir)
         else:
-            _check_same_run(found[1]["config"], {**asdict(cfg), "world": world}, ckpt_dir)
+            _check_same_run(found[1]["config"], {**asdict(cfg), "world": world}, cfg.resumable_fields(), ckpt_dir)
             step = restore(*found, model, optimizer)
             log.info("resumed from step %d (%s)", step, ckpt_dir)
     elif list(ckpt_dir.glob("step-*.safetensors")):
@@ -296,24 +275,16 @@ def _run(task: Task, cfg: RunConfig) -> nn.Module:
     card.pop("loss_terms", None)
     if cfg.notes:
         card["notes"] = cfg.notes
-    # Only an --init-from model has a card yet (load_model's): the run's source, for the history.
-    card = _with_history(card, getattr(task.model, "card", None))
+    card = _with_history(card, task.init_card, get_task(card["task"]).stage_keys)
     if main:
         save_model(model.to(memory_format=torch.contiguous_format), cfg.output, card)
     if world > 1:
         torch.distributed.barrier()
-    model.card = card
-    return model
+    return LoadedModel(model, card, Path(cfg.output).stem)
 
 
-# Flags that may change between a run and its resumption; any other change would silently
-# mix two different trainings in one model.
-_RESUMABLE_CHANGES = {"iters", "resume", "checkpoint_every", "checkpoint_dir", "log_every", "workers", "device",
-                      "precision", "compile", "output", "data", "vgg_weights", "style_image", "notes"}
-
-
-def _check_same_run(saved: dict[str, Any], current: dict[str, Any], ckpt_dir: Path) -> None:
-    changed = [k for k in current if k not in _RESUMABLE_CHANGES and k in saved
+def _check_same_run(saved: dict[str, Any], current: dict[str, Any], resumable: set[str], ckpt_dir: Path) -> None:
+    changed = [k for k in current if k not in resumable and k in saved
                and _comparable(saved[k]) != _comparable(current[k])]
     if changed:
         detail = ", ".join(f"{k} {saved[k]!r} -> {current[k]!r}" for k in changed)
@@ -349,135 +320,38 @@ def _device_name(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
-def _initial_model(cfg: RunConfig, task: str, build: Callable[[], nn.Module]) -> nn.Module:
-    """A fresh network from ``build``, or the ``--init-from`` model (its architecture wins;
-    its ``.card`` becomes the new card's history)."""
+def initial_model(cfg: RunConfig, task: str, build: Callable[[], nn.Module]) -> tuple[nn.Module, dict | None]:
+    """``(network, source card)``: a fresh network from ``build`` (no card), or the ``--init-from``
+    model's network and card (its architecture wins; its card becomes the new card's history)."""
     if not cfg.init_from:
-        return build()
-    model = load_model(cfg.init_from)
-    if model.card.get("task") != task:
-        raise UserError(f"{cfg.init_from}: --init-from needs a {task} model, not a {model.card.get('task')} model")
-    return model.train()
+        return build(), None
+    loaded = load_model(cfg.init_from)
+    if loaded.card.get("task") != task:
+        raise UserError(f"{cfg.init_from}: --init-from needs a {task} model, not a {loaded.card.get('task')} model")
+    return loaded.net.train(), loaded.card
 
 
-# What a card's ``stages`` entry keeps of each run: enough to tell how the weights were made.
-_STAGE_KEYS = ("init_from", "iterations", "train_seconds", "batch_size", "lr", "seed", "device", "precision",
-               "loss", "patch_size", "blur_sigma", "content_weight", "style_weight", "tv_weight", "style_size",
-               "image_size", "final_losses", "notes", "created")
+# What a card's ``stages`` entry keeps of every run, whatever the task (each task adds its
+# hyperparameters, ``Task.stage_keys``): enough to tell how the weights were made.
+RUN_STAGE_KEYS = ("init_from", "iterations", "train_seconds", "batch_size", "lr", "seed", "device", "precision",
+                  "final_losses", "notes", "created")
 
 
-def _with_history(card: dict[str, Any], init_card: dict[str, Any] | None) -> dict[str, Any]:
+def _with_history(card: dict[str, Any], init_card: dict[str, Any] | None,
+                  task_stage_keys: tuple[str, ...]) -> dict[str, Any]:
     """``card`` with ``stages``: one entry per run that shaped the weights, oldest first.
 
     A model fine-tuned with ``--init-from`` has been trained for its own steps *and* its
     source's, so ``iterations`` and ``train_seconds`` count the whole chain (a long training
     continued across machines, or x4 l_feat started from x4 l_pixel); ``stages`` splits them.
     """
-    stage = {k: card[k] for k in _STAGE_KEYS if k in card}
+    keys = (*RUN_STAGE_KEYS, *task_stage_keys)
+    stage = {k: card[k] for k in keys if k in card}
     if not init_card:
         return {**card, "stages": [stage]}
-    earlier = init_card.get("stages") or [{k: init_card[k] for k in _STAGE_KEYS if k in init_card}]
+    earlier = init_card.get("stages") or [{k: init_card[k] for k in keys if k in init_card}]
     # A stage without notes of its own keeps the source's: the card says why the weights are so.
     notes = card.get("notes") or init_card.get("notes")
     return {**card, **({"notes": notes} if notes else {}), "stages": [*earlier, stage],
             "iterations": sum(int(s.get("iterations", 0)) for s in [*earlier, stage]),
             "train_seconds": round(sum(float(s.get("train_seconds", 0.0)) for s in [*earlier, stage]), 1)}
-
-
-def style_task(cfg: StyleConfig) -> Task:
-    """The style-transfer task: :class:`StyleNet` under the paper's objective for one style."""
-    if not cfg.style_image:
-        raise UserError("--style-image is required")
-    weights = resolve_vgg16(cfg.vgg_weights)
-    vgg = VGG16Features(weights)
-    style = load_image(cfg.style_image, max_size=cfg.style_size).rgb
-    objective = StyleObjective(vgg, style, ObjectiveWeights(cfg.content_weight, cfg.style_weight, cfg.tv_weight,
-                                                            cfg.content_layer, tuple(cfg.style_layers)))
-    files, skipped = scan_image_files(cfg.data)
-    if skipped:
-        log.warning("%s: skipped %d unreadable image(s)", cfg.data, skipped)
-    torch.manual_seed(cfg.seed)
-    model = _initial_model(cfg, "style", lambda: StyleNet(StyleNetConfig(arch=cfg.arch, norm=cfg.norm,
-                                                                         upsample=cfg.upsample)))
-    net_config = model.config
-
-    def loss(net: nn.Module, content: torch.Tensor) -> dict[str, torch.Tensor]:
-        target = objective.content_features(content)
-        return objective(net(content), target)
-
-    card = {
-        "task": "style", **net_config.to_dict(),
-        "content_layer": cfg.content_layer, "style_layers": list(cfg.style_layers),
-        "content_weight": cfg.content_weight, "style_weight": cfg.style_weight, "tv_weight": cfg.tv_weight,
-        "style_image": Path(cfg.style_image).name, "style_size": cfg.style_size, "image_size": cfg.image_size,
-        "dataset": f"{cfg.data} ({len(files)} images)", "vgg_sha256": weights.sha256,
-        "init_from": cfg.init_from, "loss_terms": ["content", "style", "tv"],
-    }
-    return Task(model=model, samples=RandomCrops(files, cfg.image_size, cfg.seed), loss=loss, card=card,
-                frozen=[vgg])
-
-
-def train_style(cfg: StyleConfig) -> nn.Module:
-    """``fastpercept train style``: returns the trained :class:`StyleNet` (also written to ``cfg.output``)."""
-    # The style targets were computed in fp32 at construction; only the network's side runs in
-    # the training precision.
-    return run(style_task(cfg), cfg)
-
-
-def sr_task(cfg: SRConfig) -> Task:
-    """The super-resolution task: :class:`SRNet` under l_feat (+ TV) or l_pixel."""
-    if cfg.loss not in ("feat", "pixel"):
-        raise UserError(f"--loss must be feat or pixel, not {cfg.loss!r}")
-    if cfg.scale not in (2, 4, 8):
-        raise UserError(f"--scale must be 4 or 8 (or 2), not {cfg.scale}")
-    if cfg.patch_size % cfg.scale:
-        raise UserError(f"--patch-size {cfg.patch_size} is not a multiple of the scale {cfg.scale}")
-    try:
-        files, skipped = scan_image_files(cfg.data, min_side=cfg.patch_size)
-    except UserError as e:
-        raise UserError(f"{e} (lower --patch-size)") from None
-    if skipped:
-        log.warning("%s: skipped %d image(s) unreadable or smaller than the %d px patch", cfg.data, skipped,
-                    cfg.patch_size)
-    torch.manual_seed(cfg.seed)
-    model = _initial_model(cfg, "sr", lambda: SRNet(SRNetConfig(scale=cfg.scale, upsample=cfg.upsample,
-                                                                norm=cfg.norm, skip=cfg.skip)))
-    net_config = model.config
-    if net_config.scale != cfg.scale:
-        raise UserError(f"{cfg.init_from}: an x{net_config.scale} model, not x{cfg.scale}")
-    card: dict[str, Any] = {
-        "task": "sr", "arch": "srnet", **net_config.to_dict(), "loss": cfg.loss, "patch_size": cfg.patch_size,
-        "blur_sigma": cfg.blur_sigma, "dataset": f"{cfg.data} ({len(files)} images)", "init_from": cfg.init_from,
-    }
-    frozen: list[nn.Module] = []
-    if cfg.loss == "feat":
-        weights = resolve_vgg16(cfg.vgg_weights)
-        vgg = VGG16Features(weights)
-        frozen.append(vgg)
-        layer = cfg.content_layer
-        card.update(content_layer=layer, content_weight=cfg.content_weight, tv_weight=cfg.tv_weight,
-                    vgg_sha256=weights.sha256, loss_terms=["feat", "tv"])
-
-        def loss(net: nn.Module, pair: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
-            lr, hr = pair
-            with torch.no_grad():
-                target = vgg(hr, (layer,))[layer]
-            sr = net(lr)
-            feat = feature_reconstruction_loss(vgg(sr, (layer,))[layer], target)
-            tv = total_variation_loss(sr)
-            return {"feat": feat, "tv": tv, "total": cfg.content_weight * feat + cfg.tv_weight * tv}
-    else:
-        card["loss_terms"] = ["pixel"]
-
-        def loss(net: nn.Module, pair: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
-            lr, hr = pair
-            pixel = pixel_loss(net(lr), hr)
-            return {"pixel": pixel, "total": pixel}
-
-    samples = RandomCrops(files, cfg.patch_size, cfg.seed, transform=sr_pair(cfg.patch_size, cfg.scale, cfg.blur_sigma))
-    return Task(model=model, samples=samples, loss=loss, card=card, frozen=frozen)
-
-
-def train_sr(cfg: SRConfig) -> nn.Module:
-    """``fastpercept train sr``: returns the trained :class:`SRNet` (also written to ``cfg.output``)."""
-    return run(sr_task(cfg), cfg)

@@ -1,6 +1,6 @@
 """Where the frozen networks' weights come from: the ImageNet VGG-16 (loss network) and LPIPS.
 
-Resolution order for VGG-16 (SPEC, "Weights of the loss network"), the first that exists wins:
+Resolution order for VGG-16, the first that exists wins:
 
 1. an explicit file (``--vgg-weights`` or env ``FASTPERCEPT_VGG16``): a torchvision-format state
    dict (``.pth``, loaded with ``weights_only=True``) or our safetensors;

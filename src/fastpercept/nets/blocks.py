@@ -1,8 +1,65 @@
-"""Building blocks shared by the transformation networks (paper, supplementary material)."""
+"""Building blocks shared by the transformation networks (paper, supplementary material).
+
+Every block's ``forward`` takes an optional :class:`NormStatsFlow`: the instance-norm statistics
+of one forward pass, either recorded as the pass computes them or given from outside. Given
+statistics make the network a purely local operator (what seamless tiling needs), and being an
+explicit argument rather than a hook, they survive export to runtimes that cannot be hooked.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+
+import torch
 from torch import nn
+
+# Per instance-norm layer, in forward order: (mean, var) of its input over H and W, each
+# (N, C, 1, 1) float32 (the biased variance, as instance norm uses).
+NormStats = list[tuple[torch.Tensor, torch.Tensor]]
+
+
+class NormStatsFlow:
+    """The instance-norm statistics of one forward pass.
+
+    ``given=None``: each instance-norm layer normalizes its own input, as usual, and its
+    statistics are appended to :attr:`recorded`. ``given``: the layers normalize with these
+    statistics instead (one (mean, var) per layer, in forward order).
+    """
+
+    def __init__(self, given: Sequence[tuple[torch.Tensor, torch.Tensor]] | None = None) -> None:
+        self.given = list(given) if given is not None else None
+        self.recorded: NormStats = []
+        self._next = 0
+
+    def normalize(self, norm: nn.InstanceNorm2d, x: torch.Tensor) -> torch.Tensor:
+        if self.given is None:
+            xf = x.float()
+            self.recorded.append((xf.mean(dim=(2, 3), keepdim=True), xf.var(dim=(2, 3), keepdim=True, unbiased=False)))
+            return norm(x)
+        if self._next >= len(self.given):
+            raise ValueError(f"norm_stats holds {len(self.given)} layers' statistics; the network has more")
+        mean, var = (s.to(x.dtype) for s in self.given[self._next])
+        self._next += 1
+        y = (x - mean) * torch.rsqrt(var + norm.eps)
+        if norm.affine:
+            y = y * norm.weight.view(1, -1, 1, 1).to(x.dtype) + norm.bias.view(1, -1, 1, 1).to(x.dtype)
+        return y
+
+
+def run_layers(layers: Iterable[nn.Module], x: torch.Tensor, flow: NormStatsFlow | None) -> torch.Tensor:
+    """``x`` through ``layers`` in order, with the statistics ``flow`` (if any) reaching every norm."""
+    for layer in layers:
+        if flow is not None and isinstance(layer, nn.InstanceNorm2d):
+            x = flow.normalize(layer, x)
+        elif isinstance(layer, _StatsAware):
+            x = layer(x, flow)
+        else:
+            x = layer(x)
+    return x
+
+
+class _StatsAware:
+    """Marks blocks whose ``forward(x, flow)`` passes instance-norm statistics on."""
 
 
 def norm_layer(kind: str, channels: int) -> nn.Module:
@@ -21,7 +78,7 @@ class ConvLayer(nn.Sequential):
         super().__init__(nn.ReflectionPad2d(kernel // 2), nn.Conv2d(in_ch, out_ch, kernel, stride))
 
 
-class ConvNormReLU(nn.Sequential):
+class ConvNormReLU(_StatsAware, nn.Sequential):
     def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int, norm: str | None) -> None:
         layers: list[nn.Module] = [ConvLayer(in_ch, out_ch, kernel, stride)]
         if norm:
@@ -29,8 +86,11 @@ class ConvNormReLU(nn.Sequential):
         layers.append(nn.ReLU(inplace=True))
         super().__init__(*layers)
 
+    def forward(self, x: torch.Tensor, flow: NormStatsFlow | None = None) -> torch.Tensor:
+        return run_layers(self, x, flow)
 
-class ResidualBlock(nn.Module):
+
+class ResidualBlock(_StatsAware, nn.Module):
     """Two 3x3 convolutions with a skip connection (Gross & Wilber), padded so sizes stay."""
 
     def __init__(self, channels: int, norm: str | None) -> None:
@@ -43,11 +103,11 @@ class ResidualBlock(nn.Module):
             layers.append(norm_layer(norm, channels))
         self.body = nn.Sequential(*layers)
 
-    def forward(self, x):
-        return x + self.body(x)
+    def forward(self, x: torch.Tensor, flow: NormStatsFlow | None = None) -> torch.Tensor:
+        return x + run_layers(self.body, x, flow)
 
 
-class Upsample2x(nn.Sequential):
+class Upsample2x(_StatsAware, nn.Sequential):
     """A x2 upsampling stage followed by norm and ReLU.
 
     ``nearest``: nearest-neighbour x2 then a 3x3 convolution — no checkerboard artifacts
@@ -65,3 +125,34 @@ class Upsample2x(nn.Sequential):
             up.append(norm_layer(norm, out_ch))
         up.append(nn.ReLU(inplace=True))
         super().__init__(*up)
+
+    def forward(self, x: torch.Tensor, flow: NormStatsFlow | None = None) -> torch.Tensor:
+        return run_layers(self, x, flow)
+
+
+class TransformNet(nn.Module):
+    """What every image transformation network offers its runners (tiling, export, backends).
+
+    Subclasses implement :meth:`transform`; ``forward(x)`` is the plain network, and
+    ``forward(x, norm_stats)`` the same network normalizing with given instance-norm statistics.
+    ``scale`` is the output/input size ratio (1 for style transfer).
+    """
+
+    scale: int = 1
+
+    def transform(self, x: torch.Tensor, flow: NormStatsFlow | None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor, norm_stats: NormStats | None = None) -> torch.Tensor:
+        """(N, 3, H, W) in [0, 1] -> (N, 3, scale H, scale W); ``norm_stats`` as :class:`NormStatsFlow`."""
+        return self.transform(x, None if norm_stats is None else NormStatsFlow(norm_stats))
+
+    def instance_norm_stats(self, x: torch.Tensor) -> NormStats:
+        """The statistics every instance-norm layer sees when the network runs on ``x`` (one pass)."""
+        flow = NormStatsFlow()
+        self.transform(x, flow)
+        return flow.recorded
+
+    @property
+    def has_instance_norm(self) -> bool:
+        return any(isinstance(m, nn.InstanceNorm2d) for m in self.modules())

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import ConvLayer, ConvNormReLU, ResidualBlock, Upsample2x
+from .blocks import ConvLayer, ConvNormReLU, NormStatsFlow, ResidualBlock, TransformNet, Upsample2x, run_layers
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ class SRNetConfig:
     """Architecture of an :class:`SRNet`: ``scale`` 4 or 8 (any power of two works)."""
 
     scale: int = 4
-    # nearest + conv: at x4 under l_feat the paper's deconv leaves a coloured grain at the
+    # nearest + conv: at x4 under l_feat the paper's deconv leaves a colored grain at the
     # output's pixel pitch; nearest reached the same Set5 LPIPS (0.181) in a third of the steps.
     upsample: str = "nearest"
     norm: str = "batch"
@@ -44,7 +44,7 @@ class SRNetConfig:
         return asdict(self)
 
 
-class SRNet(nn.Module):
+class SRNet(TransformNet):
     """Image super-resolution network.
 
     Input: RGB (N, 3, H, W) in [0, 1]. Output: RGB (N, 3, scale H, scale W), fp32:
@@ -55,6 +55,7 @@ class SRNet(nn.Module):
     def __init__(self, config: SRNetConfig = SRNetConfig()) -> None:
         super().__init__()
         self.config = config
+        self.scale = config.scale
         c, norm = config.channels, config.norm
         self.head = ConvNormReLU(3, c, 9, 1, norm)
         self.residuals = nn.Sequential(*[ResidualBlock(c, norm) for _ in range(config.residual_blocks)])
@@ -65,8 +66,8 @@ class SRNet(nn.Module):
             nn.init.zeros_(self.tail[1].weight)
             nn.init.zeros_(self.tail[1].bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.tail(self.upsample(self.residuals(self.head(x))))
+    def transform(self, x: torch.Tensor, flow: NormStatsFlow | None) -> torch.Tensor:
+        y = run_layers([self.head, *self.residuals, *self.upsample, self.tail], x, flow)
         if self.config.skip == "none":
             return (torch.tanh(y) + 1) / 2
         # The skip path stays in fp32 under autocast: a bf16 base image alone would cap PSNR.

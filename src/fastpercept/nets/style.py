@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import ConvLayer, ConvNormReLU, ResidualBlock, Upsample2x
+from .blocks import ConvLayer, ConvNormReLU, NormStatsFlow, ResidualBlock, TransformNet, Upsample2x, run_layers
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class StyleNetConfig:
         return asdict(self)
 
 
-class StyleNet(nn.Module):
+class StyleNet(TransformNet):
     """Image transformation network for fast style transfer.
 
     Input: RGB (N, 3, H, W) in [0, 1], any H and W (odd sizes too).
@@ -63,13 +63,13 @@ class StyleNet(nn.Module):
             ConvLayer(w, 3, 9),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def transform(self, x: torch.Tensor, flow: NormStatsFlow | None) -> torch.Tensor:
         h, w = x.shape[-2:]
         # Two stride-2 stages: pad to a multiple of 4 (reflect), crop back afterwards, so any
         # size maps to the same size.
         ph, pw = (-h) % 4, (-w) % 4
         if ph or pw:
             x = F.pad(x, (0, pw, 0, ph), mode="reflect" if min(h, w) > max(ph, pw) else "replicate")
-        y = self.decoder(self.residuals(self.encoder(x)))
+        y = run_layers([*self.encoder, *self.residuals, *self.decoder], x, flow)
         y = (torch.tanh(y) + 1) / 2
         return y[..., :h, :w]

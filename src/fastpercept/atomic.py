@@ -1,0 +1,49 @@
+"""Atomic file replacement: a reader sees the old file or the new one, never half of one.
+
+The one way every file of ours is written (images, model files, checkpoints, cached weights):
+into a hidden temporary file in the target's folder, flushed to disk, then renamed over the
+target. On any failure the temporary file is removed and an existing target is unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def _new_file_mode(target: Path) -> int:
+    """Permissions for the new file: those of the file it replaces, else 0o666 minus umask.
+
+    mkstemp creates 0o600 files, which would make every output private to its owner.
+    """
+    try:
+        return target.stat().st_mode & 0o7777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path to write ``path``'s new content to; it replaces ``path`` on success.
+
+    Missing parent folders are created. Errors (``OSError`` from the file system, anything
+    raised inside the block) propagate after the temporary file is removed.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:  # the data reaches the disk before the rename makes it visible
+            os.fsync(f.fileno())
+        os.chmod(tmp, _new_file_mode(path))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

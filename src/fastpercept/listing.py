@@ -1,0 +1,174 @@
+"""Finding a batch's inputs (files and folder trees) and planning where each result goes.
+
+Inputs are found by suffix (:data:`MEDIA_SUFFIXES`: every kind of file the package reads; a
+new kind, e.g. video, adds its suffixes there); outputs never overwrite an input, and two inputs
+never share an output.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from .errors import UserError
+from .images import IMAGE_SUFFIXES, IMAGE_WRITE_FORMATS
+
+# Every suffix a batch picks up in a folder (any case).
+MEDIA_SUFFIXES = IMAGE_SUFFIXES
+
+def _is_hidden(name: str) -> bool:
+    return name.startswith(".")
+
+
+def _walk_images(folder: Path, recursive: bool, skip: Path | None = None) -> list[Path]:
+    """Files under folder with a MEDIA_SUFFIXES suffix (any case), sorted, hidden files/folders skipped.
+
+    skip: a folder (resolved) whose contents are left out, e.g. an output folder inside folder.
+    """
+    found: list[Path] = []
+    for root, dirs, files in os.walk(folder):
+        root_path = Path(root)
+        # The output folder is skipped only when nested: -o equal to the input folder must
+        # still be seen (and refused) as overwriting the inputs.
+        if skip is not None and root_path != folder and root_path.resolve() == skip:
+            dirs[:] = []
+            continue
+        # Pruning dirs in place stops os.walk descending into hidden folders.
+        dirs[:] = [d for d in dirs if not _is_hidden(d)] if recursive else []
+        found.extend(
+            root_path / name
+            for name in files
+            if not _is_hidden(name) and Path(name).suffix.lower() in MEDIA_SUFFIXES
+        )
+    # Sort by path components so "a/b.png" and "a-b.png" order the same on every platform.
+    return sorted(found, key=lambda p: p.relative_to(folder).parts)
+
+
+def _expand(inputs: Sequence[str | Path], recursive: bool, skip: Path | None = None) -> list[tuple[Path, Path, bool]]:
+    """(image, path relative to its input folder or its bare name, came-from-a-folder) per image.
+
+    The same file reached twice (given twice, or as a file and inside a folder) is kept once.
+    """
+    seen: set[Path] = set()
+    result: list[tuple[Path, Path, bool]] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            images = _walk_images(p, recursive, skip)
+            if not images:
+                raise UserError(f"{p}: no images found ({', '.join(MEDIA_SUFFIXES)})")
+            entries = [(img, img.relative_to(p), True) for img in images]
+        elif p.exists():
+            entries = [(p, Path(p.name), False)]
+        else:
+            raise UserError(f"{p}: no such file or folder")
+        for img, rel, from_dir in entries:
+            key = img.resolve()
+            if key not in seen:
+                seen.add(key)
+                result.append((img, rel, from_dir))
+    return result
+
+
+def list_images(inputs: Sequence[str | Path], recursive: bool = True) -> list[Path]:
+    """The image files named by inputs, in order: files as given (whatever their suffix),
+    folders expanded to their images (MEDIA_SUFFIXES, any case; hidden files and folders
+    skipped; sorted). Raises UserError for a missing input or a folder with no images.
+    """
+    return [img for img, _, _ in _expand(inputs, recursive)]
+
+
+# ------------------------------------------------------------------------------ output plans
+
+
+def _output_ext(image: Path, default_ext: str | None) -> str:
+    """The input's own suffix when we can write it, else default_ext (".png" if not given)."""
+    if image.suffix.lower() in IMAGE_WRITE_FORMATS:
+        return image.suffix
+    ext = default_ext or ".png"
+    return ext if ext.startswith(".") else "." + ext
+
+
+def _is_same_file(a: Path, b: Path) -> bool:
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)  # catches hard links and case-insensitive file systems
+    except OSError:
+        return False
+
+
+def plan_outputs(
+    inputs: Sequence[str | Path],
+    out: str | Path | None,
+    suffix: str,
+    default_ext: str | None = None,
+    recursive: bool = True,
+) -> list[tuple[Path, Path]]:
+    """Pair every input image with the path its result is written to.
+
+    - out None: beside the input, named "{stem}-{suffix}{ext}". When walking folders, files
+      already named "*-{suffix}.*" are taken to be earlier results and left out, so running
+      the same command twice does not process its own outputs.
+    - exactly one input, a file, and out ending in an image suffix: out itself.
+    - otherwise out is a folder: an input file goes to out/NAME, images found in an input
+      folder keep their path relative to it (out/sub/NAME). An output folder inside an input
+      folder is not walked.
+    ext is the input's suffix when it is one we write, otherwise default_ext (default ".png").
+
+    Raises UserError if an output would overwrite an input or two inputs would share an output.
+    """
+    out_path = Path(out) if out is not None else None
+    names_file = (
+        out_path is not None
+        and out_path.suffix.lower() in IMAGE_WRITE_FORMATS
+        and not out_path.is_dir()
+    )
+    if out_path is not None and not names_file and out_path.exists() and not out_path.is_dir():
+        raise UserError(f"{out_path}: exists and is not a folder")
+    skip = out_path.resolve() if out_path is not None and not names_file else None
+
+    entries = _expand(inputs, recursive, skip)
+    if out_path is None:
+        tag = f"-{suffix}"
+        entries = [e for e in entries if not (e[2] and e[0].stem.endswith(tag))]
+        if not entries:
+            raise UserError(f"{', '.join(map(str, inputs))}: only earlier '{tag}' results found, no images")
+
+    if names_file:
+        if len(inputs) != 1 or len(entries) != 1 or entries[0][2]:
+            raise UserError(f"{out_path}: names one file but the input holds {len(entries)} image(s); give a folder")
+        pairs = [(entries[0][0], out_path)]
+    elif out_path is None:
+        pairs = [
+            (img, img.with_name(f"{img.stem}-{suffix}{_output_ext(img, default_ext)}"))
+            for img, _, _ in entries
+        ]
+    else:
+        pairs = [
+            (img, out_path / rel.with_suffix(_output_ext(img, default_ext)))
+            for img, rel, _ in entries
+        ]
+    _check_plan(pairs)
+    return pairs
+
+
+def _check_plan(pairs: list[tuple[Path, Path]]) -> None:
+    """Refuse plans that overwrite an input or write one output twice."""
+    inputs = [img for img, _ in pairs]
+    input_keys = {img.resolve(): img for img in inputs}
+    writers: dict[Path, Path] = {}
+    for img, target in pairs:
+        key = target.resolve()
+        victim = input_keys.get(key)
+        if victim is None and target.exists():
+            victim = next((i for i in inputs if _is_same_file(i, target)), None)
+        if victim is not None:
+            raise UserError(f"{target}: output would overwrite the input {victim}; choose another -o")
+        if key in writers:
+            raise UserError(
+                f"{target}: both {writers[key]} and {img} would be written there; "
+                f"rename one or process them separately"
+            )
+        writers[key] = img

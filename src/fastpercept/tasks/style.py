@@ -1,0 +1,110 @@
+"""Style transfer: :class:`~fastpercept.nets.style.StyleNet` trained on the paper's objective for one style."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from ..data import RandomCrops, scan_image_files
+from ..errors import UserError
+from ..losses import STYLE_SIZE, ObjectiveWeights, StyleObjective
+from ..nets.style import StyleNet, StyleNetConfig
+from ..train import RunConfig, TrainingSetup, initial_model, resumable
+from . import Task
+
+
+@dataclass
+class StyleConfig(RunConfig):
+    """``fastpercept train style``: one style image, a folder of content photos, the paper's objective."""
+
+    style_image: str = resumable("")
+    image_size: int = 256
+    style_size: int | None = STYLE_SIZE
+    content_weight: float = ObjectiveWeights.content_weight  # the objective's defaults live in ObjectiveWeights
+    style_weight: float = ObjectiveWeights.style_weight
+    tv_weight: float = ObjectiveWeights.tv_weight
+    content_layer: str = ObjectiveWeights.content_layer
+    style_layers: tuple[str, ...] = ObjectiveWeights.style_layers
+    arch: str = StyleNetConfig.arch  # the architecture's defaults live in StyleNetConfig
+    norm: str = StyleNetConfig.norm
+    upsample: str = StyleNetConfig.upsample
+
+    @property
+    def objective(self) -> ObjectiveWeights:
+        return ObjectiveWeights(self.content_weight, self.style_weight, self.tv_weight, self.content_layer,
+                                tuple(self.style_layers))
+
+
+def setup(cfg: StyleConfig) -> TrainingSetup:
+    """One style's training run: :class:`StyleNet` under the paper's objective."""
+    from ..images import load_image
+    from ..vgg import VGG16Features
+    from ..weights import resolve_vgg16
+
+    if not cfg.style_image:
+        raise UserError("--style-image is required")
+    weights = resolve_vgg16(cfg.vgg_weights)
+    vgg = VGG16Features(weights)
+    style = load_image(cfg.style_image, max_size=cfg.style_size).rgb
+    # The style targets are computed in fp32 here; only the network's side runs in the
+    # training precision.
+    objective = StyleObjective(vgg, style, cfg.objective)
+    files, skipped = scan_image_files(cfg.data)
+    if skipped:
+        import logging
+
+        logging.getLogger(__name__).warning("%s: skipped %d unreadable image(s)", cfg.data, skipped)
+    torch.manual_seed(cfg.seed)
+    model, init_card = initial_model(cfg, "style", lambda: StyleNet(StyleNetConfig(arch=cfg.arch, norm=cfg.norm,
+                                                                                   upsample=cfg.upsample)))
+
+    def loss(net: nn.Module, content: torch.Tensor) -> dict[str, torch.Tensor]:
+        target = objective.content_features(content)
+        return objective(net(content), target)
+
+    card = {
+        "task": "style", **model.config.to_dict(),
+        "content_layer": cfg.content_layer, "style_layers": list(cfg.style_layers),
+        "content_weight": cfg.content_weight, "style_weight": cfg.style_weight, "tv_weight": cfg.tv_weight,
+        "style_image": Path(cfg.style_image).name, "style_size": cfg.style_size, "image_size": cfg.image_size,
+        "dataset": f"{cfg.data} ({len(files)} images)", "vgg_sha256": weights.sha256,
+        "init_from": cfg.init_from, "loss_terms": ["content", "style", "tv"],
+    }
+    return TrainingSetup(model=model, samples=RandomCrops(files, cfg.image_size, cfg.seed), loss=loss, card=card,
+                         frozen=[vgg], init_card=init_card)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """``train style``'s own flags (the objective's are shared with ``optimize``: ``add_objective``)."""
+    from ..cli import add_objective, positive
+
+    p.add_argument("--style-image", required=True, help="the style to learn (any image file)")
+    p.add_argument("--image-size", type=positive, default=None,
+                   help=f"training crop side (px; default {StyleConfig.image_size})")
+    add_objective(p)
+    # Architecture flags default to None: the network config's default applies (StyleNetConfig).
+    p.add_argument("--arch", default=None, choices=["full", "half"], help=f"default: {StyleConfig.arch}")
+    p.add_argument("--norm", default=None, choices=["instance", "batch"], help=f"default: {StyleConfig.norm}")
+    p.add_argument("--upsample", default=None, choices=["nearest", "deconv"], help=f"default: {StyleConfig.upsample}")
+
+
+def describe(card: Mapping[str, Any]) -> str:
+    return str(card.get("style_image"))
+
+
+TASK = Task(
+    name="style",
+    summary="train a style transfer network on a folder of photos",
+    net=StyleNet,
+    net_config=StyleNetConfig,
+    train_config=StyleConfig,
+    setup=setup,
+    add_arguments=add_arguments,
+    describe=describe,
+    stage_keys=("content_weight", "style_weight", "tv_weight", "style_size", "image_size"),
+)

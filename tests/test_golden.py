@@ -1,0 +1,59 @@
+"""Golden outputs of the shipped models: a change that alters what users get is caught here.
+
+Each shipped model runs, in fp32, on a small fixed input made from the bundled example photos;
+the result, quantized to 8 bits as a saved file would be, is compared with a reference PNG in
+``tests/golden/``. fp32 convolutions differ in their last bits between CPUs (AMX, AVX512,
+AVX2 kernels), so a pixel may land one 8-bit level away on another machine: the test allows
+that, and nothing more. Regenerate the references (only for an intended change of outputs) with
+``python tests/test_golden.py``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import fastpercept
+from fastpercept.images import load_image
+from fastpercept.models import shipped_models
+
+GOLDEN = Path(__file__).parent / "golden"
+ASSETS = Path(fastpercept.__file__).parent / "assets"
+# (case name, model, tile): the tiled case covers the shared-statistics tiling path, with a size
+# whose tile starts are multiples of the network's stride (4).
+CASES = [(m["name"], m["name"], None) for m in shipped_models()] + [("mosaic-tiled", "mosaic", 48)]
+
+
+def _input(task: str) -> torch.Tensor:
+    if task == "style":
+        return load_image(ASSETS / "example.jpg", max_size=96).rgb  # 96x72
+    return load_image(ASSETS / "example-lr.png").rgb[..., 20:44, 16:40]  # 24x24 crop of the face
+
+
+def _output(model: str, tile: int | None) -> np.ndarray:
+    card = next(m["card"] for m in shipped_models() if m["name"] == model)
+    x = _input(card["task"])
+    run = fastpercept.stylize if card["task"] == "style" else fastpercept.upscale
+    y = run(x, model, tile=tile, device="cpu", precision="fp32")
+    return np.floor(y[0].clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+
+
+@pytest.mark.parametrize("case,model,tile", CASES, ids=[c[0] for c in CASES])
+def test_shipped_model_output_matches_its_golden_reference(case, model, tile):
+    reference = np.asarray(Image.open(GOLDEN / f"{case}.png").convert("RGB"))
+    out = _output(model, tile)
+    assert out.shape == reference.shape
+    diff = np.abs(out.astype(int) - reference.astype(int))
+    assert diff.max() <= 1, f"{case}: {int((diff > 1).sum())} pixels differ by more than one level"
+    assert (diff > 0).mean() < 0.02, f"{case}: {(diff > 0).mean():.1%} of the values differ"
+
+
+if __name__ == "__main__":
+    for case, model, tile in CASES:
+        Image.fromarray(_output(model, tile)).save(GOLDEN / f"{case}.png")
+        print(GOLDEN / f"{case}.png", file=sys.stderr)
