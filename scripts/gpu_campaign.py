@@ -13,7 +13,7 @@ On a machine with a CUDA GPU, from the repository root, carrying [".campaign"]:
 (style: 40,000 iterations at batch 4, 256 px crops, bf16; SR: the shipped cards' flags and an
 iteration target that is never reached), checkpointing every 1,000 steps. At the deadline
 (--minutes less --reserve seconds) each training still running gets one SIGTERM: the trainer
-saves a checkpoint and exits 2 ("stopped at step N"). Each model is then written from its newest
+saves a checkpoint and exits 143 ("interrupted: stopped at step N"). Each model is then written from its newest
 checkpoint (`train ... --resume --iters STEP`: nothing is trained, the model file comes from the
 checkpoint) and evaluated: `eval style` on the 20 held-out photos (network only) and `eval sr`
 on Set5 and Set14. --out receives summary.json (per model: iterations, seconds, s/step, final

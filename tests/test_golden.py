@@ -24,20 +24,20 @@ from fastpercept.models import shipped_models
 
 GOLDEN = Path(__file__).parent / "golden"
 ASSETS = Path(fastpercept.__file__).parent / "assets"
-# (case name, model, tile): the tiled case covers the shared-statistics tiling path, with a size
-# whose tile starts are multiples of the network's stride (4).
-CASES = [(m["name"], m["name"], None) for m in shipped_models()] + [("mosaic-tiled", "mosaic", 48)]
+# (case name, model, tile): the tiled case covers the shared-statistics tiling path (3 x 2 tiles
+# of 216 px over 320x240, starts on multiples of the network's stride).
+CASES = [(m["name"], m["name"], None) for m in shipped_models()] + [("mosaic-tiled", "mosaic", 216)]
 
 
-def _input(task: str) -> torch.Tensor:
+def _input(task: str, tile: int | None = None) -> torch.Tensor:
     if task == "style":
-        return load_image(ASSETS / "example.jpg", max_size=96).rgb  # 96x72
+        return load_image(ASSETS / "example.jpg", max_size=320 if tile else 96).rgb  # 320x240 or 96x72
     return load_image(ASSETS / "example-lr.png").rgb[..., 20:44, 16:40]  # 24x24 crop of the face
 
 
 def _output(model: str, tile: int | None) -> np.ndarray:
     card = next(m["card"] for m in shipped_models() if m["name"] == model)
-    x = _input(card["task"])
+    x = _input(card["task"], tile)
     run = fastpercept.stylize if card["task"] == "style" else fastpercept.upscale
     y = run(x, model, tile=tile, device="cpu", precision="fp32")
     return np.floor(y[0].clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -235,6 +236,19 @@ def test_float_tiff_is_taken_as_0_to_1_and_clamped(tmp_path):
     assert loaded.rgb[0, 2, 0].tolist() == pytest.approx([0.0, 0.25, 1.0])
 
 
+@pytest.mark.parametrize("white", [255.0, 65535.0])
+def test_float_tiff_on_an_integer_scale_is_detected(tmp_path, white):
+    values = np.array([[0.0, 0.25, 1.0]], dtype=np.float32) * white  # was all white: clamped at 1
+    loaded = load_image(_write(tmp_path / "f.tif", Image.fromarray(values)))
+    assert loaded.rgb[0, 2, 0].tolist() == pytest.approx([0.0, 0.25, 1.0])
+
+
+def test_float_tiff_beyond_16_bit_is_refused(tmp_path):
+    path = _write(tmp_path / "f.tif", Image.fromarray(np.array([[0.0, 1e6]], dtype=np.float32)))
+    with pytest.raises(UserError, match="values up to 1e"):
+        load_image(path)
+
+
 @pytest.mark.parametrize(("orientation", "turns"), [(6, -1), (8, 1)])
 def test_exif_orientation_is_applied(tmp_path, orientation, turns):
     # Stored 4 wide x 2 high; orientation 6 means "rotate 90 clockwise to display", 8 counter.
@@ -447,8 +461,55 @@ def test_plan_beside_inputs_when_no_out(tmp_path):
 def test_plan_in_folder_skips_earlier_results(tmp_path):
     folder = tmp_path / "photos"
     a = _touch_image(folder / "a.png")
-    _touch_image(folder / "a-stylized.png")  # left by an earlier run
-    assert plan_outputs([folder], None, "stylized") == [(a, folder / "a-stylized.png")]
+    _touch_image(folder / "a-stylized.png")  # left by an earlier run, or the user's own file
+    b = _touch_image(folder / "b.png")
+    # Never processed as an input, and never replaced unless asked.
+    assert plan_outputs([folder], None, "stylized", overwrite=True) == [(a, folder / "a-stylized.png"),
+                                                                         (b, folder / "b-stylized.png")]
+    failed: list = []
+    assert plan_outputs([folder], None, "stylized", failed=failed) == [(b, folder / "b-stylized.png")]
+    assert failed == [(a, f"{folder / 'a-stylized.png'}: exists (not written by this run); "
+                          "pass --overwrite to replace it")]
+    with pytest.raises(UserError, match="--overwrite"):
+        plan_outputs([folder], None, "stylized")
+
+
+def test_plan_never_replaces_a_file_in_the_output_folder_unless_asked(tmp_path):
+    a = _touch_image(tmp_path / "in" / "a.png")
+    mine = _touch_image(tmp_path / "out" / "a.png")
+    before = mine.read_bytes()
+    failed: list = []
+    assert plan_outputs([a], tmp_path / "out", "s", failed=failed) == [] and len(failed) == 1
+    assert mine.read_bytes() == before
+    assert plan_outputs([a], tmp_path / "out", "s", overwrite=True) == [(a, mine)]
+
+
+def test_plan_reports_a_missing_input_and_keeps_the_others(tmp_path):
+    a = _touch_image(tmp_path / "a.png")
+    failed: list = []
+    assert plan_outputs([tmp_path / "gone.png", a], tmp_path / "out", "s", failed=failed) == [
+        (a, tmp_path / "out" / "a.png")]
+    assert failed == [(tmp_path / "gone.png", f"{tmp_path / 'gone.png'}: no such file or folder")]
+
+
+@pytest.mark.parametrize(("out", "message"), [("out.gif", "cannot write '.gif'"), ("out.xyz", "cannot write '.xyz'"),
+                                              ("-", "standard output"), ("result", "no image suffix")])
+def test_plan_refuses_outputs_that_are_neither_image_files_nor_folders(tmp_path, out, message):
+    a = _touch_image(tmp_path / "a.png")
+    with pytest.raises(UserError, match=re.escape(message)):
+        plan_outputs([a], tmp_path / out if out != "-" else out, "s")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]  # no folder made
+
+
+def test_plan_follows_symlinked_folders_once(tmp_path):
+    real = tmp_path / "real"
+    a = _touch_image(real / "a.png")
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "linked").symlink_to(real, target_is_directory=True)
+    (real / "loop").symlink_to(real, target_is_directory=True)  # a cycle ends at the second visit
+    assert list_images([tree]) == [tree / "linked" / "a.png"]
+    assert a.exists()
 
 
 def test_plan_single_file_to_named_file(tmp_path):
@@ -471,14 +532,17 @@ def test_plan_folder_keeps_relative_paths(tmp_path):
 
 def test_plan_single_file_to_folder(tmp_path):
     a = _touch_image(tmp_path / "a.png")
-    assert plan_outputs([a], tmp_path / "results", "s") == [(a, tmp_path / "results" / "a.png")]
+    # A folder is named with a trailing slash (or exists): a bare "results" is refused above.
+    assert plan_outputs([a], f"{tmp_path / 'results'}/", "s") == [(a, tmp_path / "results" / "a.png")]
+    (tmp_path / "existing").mkdir()
+    assert plan_outputs([a], tmp_path / "existing", "s") == [(a, tmp_path / "existing" / "a.png")]
 
 
 def test_plan_does_not_walk_an_output_folder_inside_the_input(tmp_path):
     src = tmp_path / "src"
     a = _touch_image(src / "a.png")
     _touch_image(src / "out" / "a.png")  # an earlier result
-    assert plan_outputs([src], src / "out", "s") == [(a, src / "out" / "a.png")]
+    assert plan_outputs([src], src / "out", "s", overwrite=True) == [(a, src / "out" / "a.png")]
 
 
 def test_plan_refuses_to_overwrite_an_input(tmp_path):
@@ -517,4 +581,4 @@ def test_plan_out_that_is_an_existing_non_image_file(tmp_path):
     a = _touch_image(tmp_path / "a.png")
     (tmp_path / "results").write_text("a file")
     with pytest.raises(UserError, match=r"results: exists and is not a folder"):
-        plan_outputs([a], tmp_path / "results", "s")
+        plan_outputs([a, tmp_path], tmp_path / "results", "s")

@@ -2,6 +2,14 @@
 
 __version__ = "0.1.0"
 
-from .api import load_model, stylize, upscale  # noqa: E402  (the public API)
-
 __all__ = ["stylize", "upscale", "load_model", "__version__"]
+
+
+def __getattr__(name: str):
+    # The public API, imported on first use: `import fastpercept` (and the command line, which
+    # lives in this package) does not pay for torch until something needs it.
+    if name in ("stylize", "upscale", "load_model"):
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'fastpercept' has no attribute {name!r}")

@@ -1,7 +1,10 @@
 """The Python API: ``stylize``, ``upscale`` and ``load_model`` (the CLI is a thin layer over it).
 
-Each function takes a PIL image, a path or a float tensor in [0, 1] of shape (N, 3, H, W) and
-returns the same kind (a path in, with ``output=`` given: the written path; without: a PIL image).
+Each function takes a PIL image, a path or a tensor — (N, 3, H, W) or (3, H, W), floats in
+[0, 1] or uint8 — and returns the same kind (a path in, with ``output=`` given: the written
+path; without: a PIL image; a tensor in: a tensor of the same shape convention and dtype, also
+written to ``output=`` when given). ``output`` never replaces the input. Bad inputs raise
+:class:`~fastpercept.errors.UserError` (a ``ValueError``; ``InputTypeError`` is also a ``TypeError``).
 """
 
 from __future__ import annotations
@@ -14,10 +17,11 @@ import torch
 from PIL import Image
 
 from .device import resolve_device, resolve_precision
-from .images import LoadedImage, from_pil, load_image, save_image, to_pil
-from .errors import UserError
-from .inference import (MIN_TILE, TorchRunner, blend_strength, match_histograms, preserve_color as _preserve_color,
+from .errors import InputTypeError, UserError
+from .images import LoadedImage, from_pil, load_image, save_image, to_pil, to_uint8
+from .inference import (TorchRunner, blend_strength, match_histograms, preserve_color as _preserve_color,
                         run_network)
+from .listing import output_names_file, refuse_overwriting_inputs
 from .models import LoadedModel, load_model
 
 ImageLike = Union[Image.Image, str, os.PathLike, torch.Tensor]
@@ -29,18 +33,43 @@ def _cached_model(name_or_path: str, device: str) -> LoadedModel:
     return load_model(name_or_path, device=device)
 
 
-def _as_loaded(image: ImageLike, max_size: int | None) -> LoadedImage:
-    if isinstance(image, torch.Tensor):
-        raise TypeError("tensor inputs are handled directly")
+def _as_loaded(image: ImageLike, max_size: int | None, scale: int) -> LoadedImage:
     if isinstance(image, Image.Image):
         return from_pil(image, max_size=max_size)
-    return load_image(image, max_size=max_size)
+    if isinstance(image, (str, os.PathLike)):
+        return load_image(image, max_size=max_size, output_scale=scale)
+    raise InputTypeError(f"cannot take a {type(image).__module__}.{type(image).__name__}: pass a PIL image, a path, "
+                         "or a torch tensor (N, 3, H, W) of floats in [0, 1] (uint8 also works)")
+
+
+def _as_batch(image: torch.Tensor) -> torch.Tensor:
+    """A tensor input as (N, 3, H, W) float32 in [0, 1]: (3, H, W) gains N = 1, uint8 is divided by 255.
+
+    Floats outside [0, 1] are refused rather than clamped (0..255 floats would come out white).
+    """
+    if image.dim() == 3:
+        image = image.unsqueeze(0)
+    if image.dim() != 4 or image.shape[1] != 3 or image.shape[0] == 0 or min(image.shape[-2:]) == 0:
+        raise InputTypeError(f"tensor of shape {tuple(image.shape)}: expected (N, 3, H, W) or (3, H, W) RGB with "
+                             "N, H, W >= 1 (drop an alpha channel first; repeat a gray one 3 times)")
+    if image.dtype == torch.uint8:
+        return image.float() / 255.0
+    if not image.is_floating_point():
+        raise InputTypeError(f"tensor of dtype {image.dtype}: expected floats in [0, 1] or uint8")
+    x = image.float()
+    lo, hi = float(x.min()), float(x.max())
+    if not (lo >= -1e-3 and hi <= 1 + 1e-3):  # also catches NaN
+        raise UserError(f"tensor values range from {lo:g} to {hi:g}; expected [0, 1] (divide 8-bit values by 255)")
+    return x.clamp(0, 1)
 
 
 def _transform(image: ImageLike, model_name: str, task: str, *, output: str | os.PathLike | None, max_size: int | None,
                tile: int | None, device: str, precision: str, post) -> ImageLike:
-    if tile is not None and tile < MIN_TILE:
-        raise UserError(f"--tile must be at least {MIN_TILE} px, not {tile}")
+    if output is not None:
+        if isinstance(image, (str, os.PathLike)):
+            refuse_overwriting_inputs(output, [image])
+        if not output_names_file(output, [output]):
+            raise UserError(f"{output}: output= names a file (with an image suffix), not a folder")
     dev = resolve_device(device)
     prec = resolve_precision(precision, dev)
     model = _cached_model(str(model_name), str(dev))
@@ -49,10 +78,16 @@ def _transform(image: ImageLike, model_name: str, task: str, *, output: str | os
     runner = TorchRunner(model.net, prec)
     scale = runner.scale
     if isinstance(image, torch.Tensor):
-        x = image.to(dev, torch.float32)
-        y = run_network(runner, x, tile=tile)
-        return post(y, x).to(image.device)
-    loaded = _as_loaded(image, max_size)
+        x = _as_batch(image).to(dev)
+        if output is not None and x.shape[0] != 1:
+            raise UserError(f"output= writes one image; the tensor holds a batch of {x.shape[0]}")
+        y = post(run_network(runner, x, tile=tile), x)
+        if output is not None:
+            save_image(y.cpu(), output)
+        if image.dtype == torch.uint8:
+            y = to_uint8(y)
+        return (y if image.dim() == 4 else y[0]).to(image.device)
+    loaded = _as_loaded(image, max_size, scale)
     x = loaded.rgb.to(dev)
     y = post(run_network(runner, x, tile=tile), x).cpu()
     alpha = loaded.alpha

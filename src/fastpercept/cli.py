@@ -14,10 +14,8 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
-from tqdm import tqdm
-
 from . import __version__
-from .errors import UserError
+from .errors import Interrupted, UserError
 
 log = logging.getLogger("fastpercept")
 
@@ -49,6 +47,13 @@ def positive(text: str) -> int:
     return v
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, with usage errors as one line (like every other error) instead of the usage block."""
+
+    def error(self, message: str):
+        self.exit(2, f"fastpercept: error: {message} (see `{self.prog} --help`)\n")
+
+
 def _add_runtime(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: cuda if available")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
@@ -61,6 +66,8 @@ def _add_images(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", default=None, help="output file (one input) or folder")
     p.add_argument("--max-size", type=positive, default=None, help="downscale inputs to this longest side first")
     p.add_argument("--tile", type=positive, default=None, help="process in tiles of this many input pixels")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace files that already exist where outputs go (default: report and skip them)")
     _add_runtime(p)
 
 
@@ -109,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .tasks import get_task, task_names
     from .tasks.sr import SR_SCALES
 
-    parser = argparse.ArgumentParser(prog="fastpercept", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="fastpercept", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"fastpercept {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug-level log messages")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -202,47 +209,57 @@ def _print_json(doc) -> None:
     sys.stdout.write(json.dumps(doc, indent=2, sort_keys=False) + "\n")
 
 
-def _batch(pairs: Sequence[tuple[Path, Path]], work: Callable[[Path, Path], None], what: str) -> int:
-    """Run ``work`` on every (input, output) pair; report bad files and go on."""
-    failed = 0
-    quiet = not sys.stderr.isatty() or len(pairs) < 2
-    for src, dst in tqdm(pairs, desc=what, unit="img", disable=quiet, file=sys.stderr):
-        try:
-            work(src, dst)
-        except UserError as e:
-            failed += 1
-            tqdm.write(f"fastpercept: error: {e}", file=sys.stderr)
-            continue
+def _batch(pairs: Sequence[tuple[Path, Path]], work: Callable[[Path, Path], None], what: str,
+           failed: list[tuple[Path, str]]) -> int:
+    """Run ``work`` on every (input, output) pair; report bad files and go on (``failed`` holds the
+    inputs already refused while planning, reported there)."""
+    from .batch import each_item
+
+    total = len(pairs) + len(failed)
+    quiet = not sys.stderr.isatty() or total < 2
+    for (_, dst), _ in each_item(pairs, lambda pair: work(*pair), failed, desc=what, progress=not quiet):
         print(dst)
-    if failed and len(pairs) > 1:
-        print(f"fastpercept: {failed} of {len(pairs)} inputs failed", file=sys.stderr)
+    if failed and total > 1:
+        print(f"fastpercept: {len(failed)} of {total} inputs failed", file=sys.stderr)
     return 2 if failed else 0
+
+
+def _planned(a: argparse.Namespace, suffix: str, default_ext: str | None = None
+             ) -> tuple[list[tuple[Path, Path]], list[tuple[Path, str]]]:
+    """``(pairs, failed)`` for stylize/upscale; planning problems are printed now, the batch goes on."""
+    from .listing import plan_outputs
+
+    failed: list[tuple[Path, str]] = []
+    pairs = plan_outputs(a.inputs, a.output, suffix=suffix, default_ext=default_ext, failed=failed,
+                         overwrite=a.overwrite)
+    for _, message in failed:
+        print(f"fastpercept: error: {message}", file=sys.stderr)
+    return pairs, failed
 
 
 def cmd_stylize(a: argparse.Namespace) -> int:
     from .api import DEFAULT_STYLE, stylize
-    from .listing import plan_outputs
     from .models import resolve_model_path
 
+    if a.style is not None and not a.style.strip():
+        raise UserError("--style is empty; give a style name (see `fastpercept models`) or a model file")
     style = a.style or DEFAULT_STYLE
     resolve_model_path(style)  # a bad --style is one error, not one per input
-    pairs = plan_outputs(a.inputs, a.output, suffix=Path(str(style)).stem)
+    pairs, failed = _planned(a, suffix=Path(str(style)).stem)
     return _batch(pairs, lambda s, d: stylize(s, style, strength=a.strength, preserve_color=a.preserve_color,
                                               tile=a.tile, max_size=a.max_size, device=a.device,
-                                              precision=a.precision, output=d), "stylize")
+                                              precision=a.precision, output=d), "stylize", failed)
 
 
 def cmd_upscale(a: argparse.Namespace) -> int:
     from .api import upscale
-    from .listing import plan_outputs
     from .models import resolve_model_path
 
     resolve_model_path(a.model)
-
-    pairs = plan_outputs(a.inputs, a.output, suffix=Path(str(a.model)).stem, default_ext=".png")
+    pairs, failed = _planned(a, suffix=Path(str(a.model)).stem, default_ext=".png")
     return _batch(pairs, lambda s, d: upscale(s, a.model, match_colors=a.match_colors, tile=a.tile,
                                               max_size=a.max_size, device=a.device,
-                                              precision=a.precision, output=d), "upscale")
+                                              precision=a.precision, output=d), "upscale", failed)
 
 
 def _config(cls, a: argparse.Namespace):
@@ -284,9 +301,14 @@ def cmd_models(a: argparse.Namespace) -> int:
 
 
 def cmd_info(a: argparse.Namespace) -> int:
-    from .models import read_card, resolve_model_path
+    from .models import build_model, read_card, resolve_model_path
 
-    card = read_card(resolve_model_path(a.model))
+    path = resolve_model_path(a.model)
+    card = read_card(path)
+    try:
+        build_model(card)  # a card that describes no network we can build is reported, not printed
+    except UserError as e:
+        raise UserError(f"{path}: {e}") from None
     if a.json:
         _print_json(card)
     else:
@@ -312,18 +334,16 @@ def cmd_weights(a: argparse.Namespace) -> int:
 
 def cmd_optimize(a: argparse.Namespace) -> int:
     """The Gatys et al. baseline: optimize one image on the training objective, write it."""
-    from .images import IMAGE_SUFFIXES, save_image
+    from .images import save_image
+    from .listing import output_names_file, refuse_overwriting_inputs
     from .losses import STYLE_SIZE, ObjectiveWeights
     from .optimize import optimize_files
 
     out = Path(a.output)
     # Checked before the (long) optimization rather than by save_image after it.
-    if out.suffix.lower() not in IMAGE_SUFFIXES:
-        raise UserError(f"{out}: cannot write '{out.suffix or '(no suffix)'}' images; "
-                        f"use one of {', '.join(IMAGE_SUFFIXES)}")
-    for src in (a.content, a.style):
-        if Path(src).exists() and out.exists() and out.resolve() == Path(src).resolve():
-            raise UserError(f"{out}: output would overwrite the input {src}; choose another -o")
+    if not output_names_file(out, [a.content]):
+        raise UserError(f"{out}: -o names the output image file, not a folder")
+    refuse_overwriting_inputs(out, [a.content, a.style])
     if a.precision not in ("auto", "fp32"):
         log.warning("optimize: --precision %s ignored; the baseline runs in fp32", a.precision)
     result, content = optimize_files(a.content, a.style, a.iters, weights=_config(ObjectiveWeights, a), size=a.size,
@@ -378,21 +398,26 @@ def cmd_eval_style(a: argparse.Namespace) -> int:
     result = eval_style(a.model, a.content, size=a.size, vs_optimize=a.vs_optimize, vgg_weights=a.vgg_weights,
                         device=a.device, precision=a.precision, style_image=a.style_image, crop=a.crop)
     if a.json:
-        _print_json(result)
+        _print_json(_finite_json(result))
     else:
         print(format_style_table(result))
     return _exit_after_skips(result, "content image(s)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    a = parser.parse_args(argv)  # bad usage: argparse prints one line of error and exits 2
-    logging.basicConfig(level=logging.DEBUG if a.verbose else logging.INFO, format="%(message)s", stream=sys.stderr)
-    try:
+    try:  # everything, the parser's imports included: Ctrl-C at any moment is one line, exit 130
+        parser = build_parser()
+        a = parser.parse_args(argv)  # bad usage: one line of error (OneLineParser), exit 2
+        logging.basicConfig(level=logging.DEBUG if a.verbose else logging.INFO, format="%(message)s",
+                            stream=sys.stderr)
+        logging.getLogger("PIL").setLevel(logging.INFO)  # -v is about us, not every decoder's chunk
         return a.func(a)
     except UserError as e:
         print(f"fastpercept: error: {e}", file=sys.stderr)
         return 2
+    except Interrupted as e:
+        print(f"fastpercept: interrupted: {e}" if str(e) else "fastpercept: interrupted", file=sys.stderr)
+        return 128 + e.signum
     except KeyboardInterrupt:
         print("fastpercept: interrupted", file=sys.stderr)
         return 130

@@ -29,7 +29,7 @@ from .errors import UserError
 from .images import load_image
 from .listing import list_images
 from .inference import Runner, TorchRunner, run_network
-from .losses import ObjectiveWeights, StyleObjective
+from .losses import MIN_OBJECTIVE_SIZE, ObjectiveWeights, StyleObjective
 from .models import load_model, resolve_model_path
 from .optimize import TERMS, optimize_image
 from .vgg import VGG16Features
@@ -140,6 +140,8 @@ def eval_style(
         the network's mean total (``None``: not within ``max(vs_optimize)`` iterations).
     """
     counts = _check_counts(vs_optimize)
+    if size < MIN_OBJECTIVE_SIZE:
+        raise UserError(f"--size must be at least {MIN_OBJECTIVE_SIZE} px, not {size}")
     dev = resolve_device(device)
     prec = resolve_precision(precision, dev)
     model_path = resolve_model_path(model_name_or_path)

@@ -9,6 +9,7 @@ alpha channel is float32 in [0, 1], shape (1, 1, H, W) and is *straight* (not pr
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,6 +21,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .atomic import atomic_write
 from .errors import UserError
+from .memory import available_memory, image_pipeline_bytes
+
+log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
@@ -114,8 +118,42 @@ def _too_large_message(path: object, width: int, height: int) -> str:
     )
 
 
-def _decode(path: Path, max_size: int | None) -> Image.Image:
-    """Open and fully decode the file, upright (EXIF orientation applied)."""
+def _check_memory(path: Path, source: tuple[int, int], max_size: int | None, output_scale: int,
+                  is_jpeg: bool) -> None:
+    """UserError, before decoding, when processing this image would not fit in the memory available.
+
+    Says how large the image is, what fits, and which option helps (``--max-size``, which for
+    JPEG also shrinks the decode itself; otherwise the file must be shrunk beforehand).
+    """
+    free = int(0.9 * available_memory("cpu"))  # a margin for the interpreter and the model
+    size = _target_size(*source, max_size)
+    need = image_pipeline_bytes(source, size, output_scale)
+    if need <= free:
+        return
+    gib = 2**30
+    longest = max(source)
+    fits = None
+    for side in range(64 * (longest // 64), 0, -64):
+        target = _target_size(*source, side)
+        # JPEG decodes at 1/2..1/8 scale, never below the target: at most twice its size.
+        decoded = tuple(min(s, 2 * t) for s, t in zip(source, target)) if is_jpeg else source
+        if image_pipeline_bytes(decoded, target, output_scale) <= free:
+            fits = side
+            break
+    hint = (f"--max-size {fits} fits" + ("" if is_jpeg else " once decoded")) if fits else \
+        "decoding it alone does not fit: shrink the file beforehand"
+    if fits and not is_jpeg and 8 * source[0] * source[1] > free:
+        hint = "decoding it alone does not fit (only JPEG decodes at reduced size): shrink the file beforehand"
+    raise UserError(f"{path}: {source[0]}x{source[1]} image needs about {need / gib:.1f} GiB to process and "
+                    f"{free / gib:.1f} GiB is available; {hint} (--tile bounds only the network's share)")
+
+
+def _decode(path: Path, max_size: int | None, output_scale: int = 1) -> Image.Image:
+    """Open and fully decode the file, upright (EXIF orientation applied).
+
+    The size is checked from the header first (MAX_PIXELS, then the memory the whole pipeline
+    would need at ``output_scale``), so an image that cannot be processed is never decoded.
+    """
     try:
         # We own the file object: Pillow then leaves it to us, and the decoded image stays
         # usable after the file is closed (closing a PIL image itself discards its pixels).
@@ -128,6 +166,9 @@ def _decode(path: Path, max_size: int | None) -> Image.Image:
                 im.draft(None, _target_size(*im.size, max_size))
             if im.width * im.height > MAX_PIXELS:
                 raise UserError(_too_large_message(path, im.width, im.height))
+            _check_memory(path, im.size, max_size, output_scale, im.format == "JPEG")
+            if getattr(im, "n_frames", 1) > 1:
+                log.warning("%s: animated (%d frames); using the first frame", path, im.n_frames)
             # Decode now, so a truncated file fails here and not halfway through a batch.
             im.load()
             ImageOps.exif_transpose(im, in_place=True)
@@ -147,13 +188,24 @@ def _decode(path: Path, max_size: int | None) -> Image.Image:
         raise UserError(f"{path}: cannot read image (truncated or corrupt file: {detail})") from None
 
 
+# Float images carry no range: (largest finite value up to, white). 0..1 with some overshoot
+# (clamped), 8-bit and 16-bit scales (a 0..255 float TIFF would otherwise come out all white).
+_FLOAT_RANGES = ((2.0, 1.0), (255.0, 255.0), (65535.0, 65535.0))
+
+
 def _high_depth_to_float(im: Image.Image) -> np.ndarray:
     """A single-channel 16-bit, 32-bit integer or float image as (H, W) float32 in [0, 1]."""
-    values = np.asarray(im).astype(np.float32)
-    if im.mode != "F":
+    values = np.nan_to_num(np.asarray(im).astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    if im.mode == "F":
+        peak = float(values.max()) if values.size else 0.0
+        white = next((w for top, w in _FLOAT_RANGES if peak <= top), None)
+        if white is None:
+            raise UserError(f"float image with values up to {peak:g}; expected a range of 0..1, 0..255 or 0..65535")
+        values /= white
+    else:
         # 16-bit sources use the full 0..65535 range; dividing by 255 would blow them out.
         values /= 65535.0
-    return np.clip(np.nan_to_num(values, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
+    return np.clip(values, 0.0, 1.0)
 
 
 def _to_rgb_or_rgba(im: Image.Image) -> Image.Image:
@@ -201,7 +253,7 @@ def from_pil(image: Image.Image, max_size: int | None = None, path: Path | None 
     return LoadedImage(pixels[:, :3].contiguous(), alpha, path, source_mode, 8)
 
 
-def load_image(path: str | Path, max_size: int | None = None) -> LoadedImage:
+def load_image(path: str | Path, max_size: int | None = None, output_scale: int = 1) -> LoadedImage:
     """Read an image file of any common format and mode.
 
     Returns rgb (1, 3, H, W) float32 in [0, 1] and alpha (1, 1, H, W) float32 in [0, 1] or None
@@ -209,12 +261,16 @@ def load_image(path: str | Path, max_size: int | None = None) -> LoadedImage:
     decoded here, EXIF orientation is applied, and with max_size the longest side is reduced
     to at most max_size pixels (Lanczos, aspect ratio kept, never upscaled).
 
+    ``output_scale`` is the size ratio of what will be made of it (4 for x4 SR): with it the
+    memory check (before decoding) covers the whole pipeline, output included.
+
     Raises UserError naming the file for a missing path, a folder, an empty, non-image,
-    truncated or corrupt file, or an image above MAX_PIXELS.
+    truncated or corrupt file, an image above MAX_PIXELS or one whose processing would not fit
+    in the memory available (cgroup limit included).
     """
     path = Path(path)
     _check_readable_file(path)
-    image = _decode(path, max_size)
+    image = _decode(path, max_size, output_scale)
     try:
         return from_pil(image, max_size=max_size, path=path)
     except MemoryError:

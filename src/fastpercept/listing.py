@@ -24,16 +24,20 @@ def _is_hidden(name: str) -> bool:
 def _walk_images(folder: Path, recursive: bool, skip: Path | None = None) -> list[Path]:
     """Files under folder with a MEDIA_SUFFIXES suffix (any case), sorted, hidden files/folders skipped.
 
+    Symbolically linked folders are followed, each real folder once (a link cycle ends there).
     skip: a folder (resolved) whose contents are left out, e.g. an output folder inside folder.
     """
     found: list[Path] = []
-    for root, dirs, files in os.walk(folder):
+    visited: set[Path] = set()
+    for root, dirs, files in os.walk(folder, followlinks=True):
         root_path = Path(root)
+        real = root_path.resolve()
         # The output folder is skipped only when nested: -o equal to the input folder must
         # still be seen (and refused) as overwriting the inputs.
-        if skip is not None and root_path != folder and root_path.resolve() == skip:
+        if (skip is not None and root_path != folder and real == skip) or real in visited:
             dirs[:] = []
             continue
+        visited.add(real)
         # Pruning dirs in place stops os.walk descending into hidden folders.
         dirs[:] = [d for d in dirs if not _is_hidden(d)] if recursive else []
         found.extend(
@@ -45,24 +49,33 @@ def _walk_images(folder: Path, recursive: bool, skip: Path | None = None) -> lis
     return sorted(found, key=lambda p: p.relative_to(folder).parts)
 
 
-def _expand(inputs: Sequence[str | Path], recursive: bool, skip: Path | None = None) -> list[tuple[Path, Path, bool]]:
+def _expand(inputs: Sequence[str | Path], recursive: bool, skip: Path | None = None,
+            failed: list[tuple[Path, str]] | None = None) -> list[tuple[Path, Path, bool]]:
     """(image, path relative to its input folder or its bare name, came-from-a-folder) per image.
 
-    The same file reached twice (given twice, or as a file and inside a folder) is kept once.
+    The same file reached twice (given twice, or as a file and inside a folder) is kept once. A
+    missing input or a folder without images raises UserError, or, with ``failed`` given, is
+    appended there as ``(input, message)`` and the other inputs go on.
     """
     seen: set[Path] = set()
     result: list[tuple[Path, Path, bool]] = []
     for item in inputs:
         p = Path(item)
-        if p.is_dir():
-            images = _walk_images(p, recursive, skip)
-            if not images:
-                raise UserError(f"{p}: no images found ({', '.join(MEDIA_SUFFIXES)})")
-            entries = [(img, img.relative_to(p), True) for img in images]
-        elif p.exists():
-            entries = [(p, Path(p.name), False)]
-        else:
-            raise UserError(f"{p}: no such file or folder")
+        try:
+            if p.is_dir():
+                images = _walk_images(p, recursive, skip)
+                if not images:
+                    raise UserError(f"{p}: no images found ({', '.join(MEDIA_SUFFIXES)})")
+                entries = [(img, img.relative_to(p), True) for img in images]
+            elif p.exists():
+                entries = [(p, Path(p.name), False)]
+            else:
+                raise UserError(f"{p}: no such file or folder")
+        except UserError as e:
+            if failed is None:
+                raise
+            failed.append((p, str(e)))
+            continue
         for img, rel, from_dir in entries:
             key = img.resolve()
             if key not in seen:
@@ -99,41 +112,78 @@ def _is_same_file(a: Path, b: Path) -> bool:
         return False
 
 
+def refuse_overwriting_inputs(target: str | Path, inputs: Sequence[str | Path]) -> None:
+    """Raise UserError if writing ``target`` would replace one of ``inputs`` (same path, a link or a
+    hard link to it, or the same file on a case-insensitive file system)."""
+    target = Path(target)
+    for src in map(Path, inputs):
+        if target.resolve() == src.resolve() or (target.exists() and _is_same_file(src, target)):
+            raise UserError(f"{target}: output would overwrite the input {src}; choose another output")
+
+
+def output_names_file(out: str | Path, inputs: Sequence[str | Path]) -> bool:
+    """Whether ``-o out`` names one output file (else a folder), or UserError when it is neither.
+
+    A file: ``out`` has a suffix and is not an existing folder (it must be one we write). A
+    folder: an existing folder, a name ending in ``/``, or a name without a suffix when the
+    inputs are several or include a folder. ``-`` (standard output) is not supported.
+    """
+    text = str(out)
+    if text == "-":
+        raise UserError("-o -: results are files; writing them to standard output is not supported")
+    path = Path(text)
+    if path.is_dir() or text.endswith(("/", os.sep)):
+        return False
+    if path.suffix:
+        if path.suffix.lower() not in IMAGE_WRITE_FORMATS:
+            raise UserError(f"{path}: cannot write '{path.suffix}' images; use one of "
+                            f"{', '.join(IMAGE_WRITE_FORMATS)} (or name a folder)")
+        return True
+    if len(inputs) == 1 and Path(inputs[0]).is_file():
+        raise UserError(f"{path}: no image suffix; name a file such as {path}.png, or a folder as {path}/")
+    return False
+
+
 def plan_outputs(
     inputs: Sequence[str | Path],
     out: str | Path | None,
     suffix: str,
     default_ext: str | None = None,
     recursive: bool = True,
+    failed: list[tuple[Path, str]] | None = None,
+    overwrite: bool = False,
 ) -> list[tuple[Path, Path]]:
     """Pair every input image with the path its result is written to.
 
     - out None: beside the input, named "{stem}-{suffix}{ext}". When walking folders, files
       already named "*-{suffix}.*" are taken to be earlier results and left out, so running
       the same command twice does not process its own outputs.
-    - exactly one input, a file, and out ending in an image suffix: out itself.
+    - out naming a file (:func:`output_names_file`; one input file): out itself, replaced if it
+      exists (the user named it).
     - otherwise out is a folder: an input file goes to out/NAME, images found in an input
       folder keep their path relative to it (out/sub/NAME). An output folder inside an input
       folder is not walked.
     ext is the input's suffix when it is one we write, otherwise default_ext (default ".png").
 
+    A file that already exists where an output would go (beside the inputs or in the output
+    folder) is never replaced unless ``overwrite``: it may be the user's own file that happens
+    to carry our naming. With ``failed`` given, such an input, and a missing input, is appended
+    there as ``(input, message)`` and left out of the plan (the batch goes on); without it,
+    UserError is raised.
+
     Raises UserError if an output would overwrite an input or two inputs would share an output.
     """
     out_path = Path(out) if out is not None else None
-    names_file = (
-        out_path is not None
-        and out_path.suffix.lower() in IMAGE_WRITE_FORMATS
-        and not out_path.is_dir()
-    )
+    names_file = out is not None and output_names_file(out, inputs)
     if out_path is not None and not names_file and out_path.exists() and not out_path.is_dir():
         raise UserError(f"{out_path}: exists and is not a folder")
     skip = out_path.resolve() if out_path is not None and not names_file else None
 
-    entries = _expand(inputs, recursive, skip)
+    entries = _expand(inputs, recursive, skip, failed)
     if out_path is None:
         tag = f"-{suffix}"
         entries = [e for e in entries if not (e[2] and e[0].stem.endswith(tag))]
-        if not entries:
+        if not entries and not failed:
             raise UserError(f"{', '.join(map(str, inputs))}: only earlier '{tag}' results found, no images")
 
     if names_file:
@@ -151,7 +201,18 @@ def plan_outputs(
             for img, rel, _ in entries
         ]
     _check_plan(pairs)
-    return pairs
+    if names_file or overwrite:
+        return pairs
+    kept = []
+    for img, target in pairs:
+        if target.exists():
+            message = f"{target}: exists (not written by this run); pass --overwrite to replace it"
+            if failed is None:
+                raise UserError(message)
+            failed.append((img, message))
+        else:
+            kept.append((img, target))
+    return kept
 
 
 def _check_plan(pairs: list[tuple[Path, Path]]) -> None:

@@ -9,12 +9,15 @@ the batch. The style-transfer objective is
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 
-from .vgg import VGG16Features
+from .errors import UserError
+from .vgg import VGG16_LAYERS, VGG16Features
 
 
 def feature_reconstruction_loss(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -72,6 +75,23 @@ def pixel_loss(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 STYLE_SIZE = 512
 
 
+# The smallest image (px) the objective is measured on: relu4_3 sees it downsampled 8 times.
+MIN_OBJECTIVE_SIZE = 16
+
+
+def check_weight(name: str, value: float) -> None:
+    """UserError unless an objective weight (or a sigma) is a finite number >= 0."""
+    if not (math.isfinite(value) and value >= 0):
+        raise UserError(f"--{name.replace('_', '-')} must be a number >= 0, not {value}")
+
+
+def check_layers(names: Sequence[str]) -> None:
+    """UserError for a VGG-16 layer name that does not exist (relu1_1 ... relu5_3)."""
+    unknown = [n for n in names if n not in VGG16_LAYERS]
+    if unknown:
+        raise UserError(f"unknown VGG-16 layer(s) {', '.join(unknown)}; choose from {', '.join(VGG16_LAYERS)}")
+
+
 @dataclass
 class ObjectiveWeights:
     """Weights and layers of the style-transfer objective (the paper's defaults; the CLI flags' names)."""
@@ -81,6 +101,14 @@ class ObjectiveWeights:
     tv_weight: float = 1e-6
     content_layer: str = "relu2_2"
     style_layers: tuple[str, ...] = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
+
+    def validate(self) -> None:
+        """UserError (one line) for a negative or non-finite weight or an unknown layer."""
+        for name in ("content_weight", "style_weight", "tv_weight"):
+            check_weight(name, getattr(self, name))
+        if not self.style_layers:
+            raise UserError("--style-layers is empty; give at least one VGG-16 layer")
+        check_layers([self.content_layer, *self.style_layers])
 
 
 @dataclass

@@ -68,9 +68,12 @@ def read_card(path: str | os.PathLike) -> dict[str, Any]:
     if CARD_KEY not in meta:
         raise UserError(f"{path}: no fastpercept card in the file's metadata")
     try:
-        return json.loads(meta[CARD_KEY])
+        card = json.loads(meta[CARD_KEY])
     except json.JSONDecodeError as e:
         raise UserError(f"{path}: unreadable model card ({e})") from None
+    if not isinstance(card, dict):
+        raise UserError(f"{path}: the model card is a JSON {type(card).__name__}, not an object")
+    return card
 
 
 def save_model(model: nn.Module, path: str | os.PathLike, card: dict[str, Any],
@@ -127,11 +130,23 @@ def load_model(name_or_path: str | os.PathLike, device: str | torch.device = "cp
     """Load a shipped model by name or a model file: the network (eval mode, fp32) and its card."""
     path = resolve_model_path(name_or_path)
     card = read_card(path)
-    net = build_model(card)
+    try:
+        net = build_model(card)
+    except UserError as e:
+        raise UserError(f"{path}: {e}") from None
     with safe_open(str(path), framework="pt") as f:
         state = {k: f.get_tensor(k).to(torch.float32) for k in f.keys()}
-    try:
-        net.load_state_dict(state)
-    except RuntimeError as e:
-        raise UserError(f"{path}: weights do not match the card's architecture ({str(e).splitlines()[0]})") from None
+    expected = net.state_dict()
+    problems = [f"{k} missing" for k in expected if k not in state]
+    problems += [f"{k} unexpected" for k in state if k not in expected]
+    problems += [f"{k} is {tuple(state[k].shape)}, the card's network has {tuple(v.shape)}"
+                 for k, v in expected.items() if k in state and state[k].shape != v.shape]
+    if problems:
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise UserError(f"{path}: weights do not match the card's architecture: {'; '.join(problems[:3])}{more}")
+    broken = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if broken:
+        raise UserError(f"{path}: {len(broken)} weight tensor(s) hold NaN or infinity ({broken[0]}, ...): "
+                        "a diverged or damaged model")
+    net.load_state_dict(state)
     return LoadedModel(net.eval().to(device), card, path.stem)

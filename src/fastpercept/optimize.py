@@ -41,7 +41,8 @@ import torch
 from tqdm import tqdm
 
 from .device import wall_clock
-from .losses import STYLE_SIZE, ObjectiveWeights, StyleObjective
+from .errors import UserError
+from .losses import MIN_OBJECTIVE_SIZE, STYLE_SIZE, ObjectiveWeights, StyleObjective
 
 if TYPE_CHECKING:
     from .images import LoadedImage
@@ -209,10 +210,17 @@ def optimize_files(content_path: str, style_path: str, iters: int = DEFAULT_ITER
     from .vgg import VGG16Features
     from .weights import resolve_vgg16
 
+    weights = weights or ObjectiveWeights()
+    weights.validate()
+    for name, value in (("--size", size), ("--style-size", style_size)):
+        if value is not None and value < MIN_OBJECTIVE_SIZE:
+            raise UserError(f"{name} must be at least {MIN_OBJECTIVE_SIZE} px, not {value}")
+    if lr is not None and not (math.isfinite(lr) and lr >= 0):
+        raise UserError(f"--lr must be a number >= 0, not {lr}")
     dev = resolve_device(device)
     content = load_image(content_path, max_size=size)
     style = load_image(style_path, max_size=style_size).rgb.to(dev)
     vgg = VGG16Features(resolve_vgg16(vgg_weights)).to(dev)
-    objective = StyleObjective(vgg, style, weights or ObjectiveWeights())
+    objective = StyleObjective(vgg, style, weights)
     result = optimize_image(objective, content.rgb.to(dev), iters, optimizer=optimizer, init=init, lr=lr, seed=seed)
     return result, content

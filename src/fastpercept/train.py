@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import datetime as _dt
+import hashlib
 import logging
 import math
 import os
@@ -20,7 +21,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
@@ -31,7 +32,8 @@ from . import __version__
 from .checkpoint import FolderLock, load_latest_checkpoint, restore, save_checkpoint
 from .data import SampleRange
 from .device import autocast, compute_dtype, resolve_device, resolve_precision
-from .errors import UserError
+from .errors import Interrupted, UserError
+from .listing import refuse_overwriting_inputs
 from .models import LoadedModel, load_model, save_model
 from .tasks import get_task
 
@@ -79,6 +81,59 @@ class RunConfig:
     def resumable_fields(cls) -> set[str]:
         return {f.name for f in fields(cls) if f.metadata.get("resumable")}
 
+    def validate(self) -> None:
+        """UserError (one line) for any value that cannot train, before anything is written.
+
+        Subclasses extend it with their task's checks. The output must be a writable
+        ``.safetensors`` path that is none of the run's inputs.
+        """
+        for name in ("iters", "batch_size", "checkpoint_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(self, name)}")
+        if not (math.isfinite(self.lr) and self.lr >= 0):
+            raise UserError(f"--lr must be a number >= 0, not {self.lr}")
+        if self.workers < 0:
+            raise UserError(f"--workers must be 0 or more, not {self.workers}")
+        out = Path(self.output)
+        if out.suffix != ".safetensors":
+            raise UserError(f"{out}: a model file is written as .safetensors; "
+                            f"name it {out.with_suffix('.safetensors')}")
+        if out.is_dir():
+            raise UserError(f"{out}: is a folder; give the model file's name")
+        inputs = [Path(p) for p in (self.init_from,) if p]
+        refuse_overwriting_inputs(out, inputs)
+        _check_writable(out.parent, f"{out}: cannot write the model there")
+        ckpt = self.ckpt_dir
+        if ckpt.exists() and not ckpt.is_dir():
+            raise UserError(f"{ckpt}: checkpoint folder is a file; pass another --checkpoint-dir")
+        _check_writable(ckpt if ckpt.is_dir() else ckpt.parent, f"{ckpt}: cannot write checkpoints there")
+
+
+def _check_writable(folder: Path, what: str) -> None:
+    """UserError unless files can be created in ``folder`` (or, if it is missing, where it would be made)."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{what} ({existing} is not a writable folder)")
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """sha256 of a file's bytes (a style image's identity across resumes)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def files_digest(root: str | os.PathLike, files: Sequence[Path]) -> str:
+    """sha256 of a training set's file list (paths relative to ``root`` and sizes): its identity."""
+    h = hashlib.sha256()
+    for f in sorted(files):
+        h.update(f"{Path(f).relative_to(root) if Path(root).is_dir() else f.name}\0{f.stat().st_size}\n".encode())
+    return h.hexdigest()
+
 
 @dataclass
 class TrainingSetup:
@@ -90,6 +145,9 @@ class TrainingSetup:
     card: dict[str, Any]
     frozen: list[nn.Module] = field(default_factory=list)  # moved to device/dtype with the model
     init_card: dict[str, Any] | None = None  # the --init-from model's card: the new card's history
+    # What the run learns from, by content (style image hash, training file list digest):
+    # --resume refuses a run whose inputs changed even where their paths did not.
+    identity: dict[str, str] = field(default_factory=dict)
 
 
 class _StopFlag:
@@ -191,6 +249,7 @@ def _run(task: TrainingSetup, cfg: RunConfig) -> LoadedModel:
             log.warning("--resume: no checkpoint in %s, starting from step 0", ckpt_dir)
         else:
             _check_same_run(found[1]["config"], {**asdict(cfg), "world": world}, cfg.resumable_fields(), ckpt_dir)
+            _check_same_inputs(found[1]["config"].get("identity", {}), task.identity, ckpt_dir)
             step = restore(*found, model, optimizer)
             log.info("resumed from step %d (%s)", step, ckpt_dir)
     elif list(ckpt_dir.glob("step-*.safetensors")):
@@ -202,7 +261,7 @@ def _run(task: TrainingSetup, cfg: RunConfig) -> LoadedModel:
 
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
-    config = {**asdict(cfg), "world": world}  # the process count fixes the data order too
+    config = {**asdict(cfg), "world": world, "identity": task.identity}  # the process count fixes the data order
     extra = found[1]["extra"] if cfg.resume and found else {}
     train_seconds = float(extra.get("train_seconds", 0.0))
     # Where the steps ran, across resumptions (a model exported from a checkpoint names the
@@ -264,7 +323,8 @@ def _run(task: TrainingSetup, cfg: RunConfig) -> LoadedModel:
                                 {"train_seconds": train_seconds, "last_losses": last, "devices": devices})
             if stopping:
                 bar.close()
-                raise UserError(f"stopped at step {step}; checkpoint saved in {ckpt_dir}, rerun with --resume")
+                raise Interrupted(f"stopped at step {step}; checkpoint saved in {ckpt_dir}, rerun with --resume",
+                                  signum=stop.raised or signal.SIGINT)
     bar.close()
     model.eval()
     card = {**task.card, "iterations": step, "batch_size": cfg.batch_size * world, "processes": world, "lr": cfg.lr,
@@ -290,6 +350,14 @@ def _check_same_run(saved: dict[str, Any], current: dict[str, Any], resumable: s
         detail = ", ".join(f"{k} {saved[k]!r} -> {current[k]!r}" for k in changed)
         raise UserError(f"{ckpt_dir}: --resume with different settings ({detail}); use the original flags "
                         "or a new output")
+
+
+def _check_same_inputs(saved: dict[str, str], current: dict[str, str], ckpt_dir: Path) -> None:
+    changed = [k for k in current if k in saved and saved[k] != current[k]]
+    if changed:
+        detail = ", ".join(f"{k.replace('_', ' ')} {saved[k][:12]}… -> {current[k][:12]}…" for k in changed)
+        raise UserError(f"{ckpt_dir}: --resume with different inputs ({detail}); the checkpoints were trained on "
+                        "other data: use the original files or a new output")
 
 
 def _comparable(value: Any) -> Any:

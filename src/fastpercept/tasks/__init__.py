@@ -67,13 +67,25 @@ class Task:
         if missing:
             raise UserError(f"{self.name} model card has no {', '.join(map(repr, missing))}")
         values = {**self.legacy_arch, **card}
-        fields = dataclasses.fields(self.net_config)
-        return self.net(self.net_config(**{f.name: values[f.name] for f in fields if f.name in values}))
+        given = {}
+        for f in dataclasses.fields(self.net_config):
+            if f.name not in values:
+                continue
+            value, kind = values[f.name], type(f.default)
+            # JSON gives str, int, float, bool: a "4" or a 4.0 or a true where an int belongs is a bad card.
+            if type(value) is not kind:
+                raise UserError(f"model card: {f.name} must be {kind.__name__} like {f.default!r}, not {value!r}")
+            given[f.name] = value
+        try:
+            return self.net(self.net_config(**given))
+        except (ValueError, TypeError) as e:
+            raise UserError(f"model card: {e}") from None
 
     def train(self, cfg: RunConfig):
         """Train one model as ``cfg`` says; returns the trained network (also written to ``cfg.output``)."""
         from ..train import run
 
+        cfg.validate()  # every argument and the output's writability, before anything is written
         return run(self.setup(cfg), cfg)
 
 

@@ -12,14 +12,16 @@ from torch import nn
 
 from ..data import RandomCrops, scan_image_files, sr_pair
 from ..errors import UserError
-from ..losses import ObjectiveWeights, feature_reconstruction_loss, pixel_loss, total_variation_loss
+from ..losses import (ObjectiveWeights, check_layers, check_weight, feature_reconstruction_loss, pixel_loss,
+                      total_variation_loss)
 from ..nets.sr import SRNet, SRNetConfig
-from ..train import RunConfig, TrainingSetup, initial_model
+from ..train import RunConfig, TrainingSetup, files_digest, initial_model
 from . import Task
 
 # The scales offered by training, evaluation and the CLI (the network itself takes any power of two).
 SR_SCALES = (4, 8)
 SR_LOSSES = ("feat", "pixel")
+MIN_LR_PATCH = 8  # LR side of a training patch: the 9x9 first layer needs context around it
 
 
 @dataclass
@@ -42,15 +44,24 @@ class SRConfig(RunConfig):
     # (measured: +0.00 dB PSNR after 1,000 steps at 1e-3 and 300 at 3e-4; +0.24 dB after 300 at 1e-4).
     lr: float = 1e-4
 
+    def validate(self) -> None:
+        super().validate()
+        if self.loss not in SR_LOSSES:
+            raise UserError(f"--loss must be feat or pixel, not {self.loss!r}")
+        if self.scale not in SR_SCALES:
+            raise UserError(f"--scale must be one of {', '.join(map(str, SR_SCALES))}, not {self.scale}")
+        if self.patch_size % self.scale:
+            raise UserError(f"--patch-size {self.patch_size} is not a multiple of the scale {self.scale}")
+        if self.patch_size < MIN_LR_PATCH * self.scale:
+            raise UserError(f"--patch-size must be at least {MIN_LR_PATCH * self.scale} at x{self.scale} "
+                            f"(LR patches of {MIN_LR_PATCH} px or more), not {self.patch_size}")
+        for name in ("content_weight", "tv_weight", "blur_sigma"):
+            check_weight(name, getattr(self, name))
+        check_layers([self.content_layer])
+
 
 def setup(cfg: SRConfig) -> TrainingSetup:
     """One SR training run: :class:`SRNet` under l_feat (+ TV) or l_pixel."""
-    if cfg.loss not in SR_LOSSES:
-        raise UserError(f"--loss must be feat or pixel, not {cfg.loss!r}")
-    if cfg.scale not in SR_SCALES:
-        raise UserError(f"--scale must be one of {', '.join(map(str, SR_SCALES))}, not {cfg.scale}")
-    if cfg.patch_size % cfg.scale:
-        raise UserError(f"--patch-size {cfg.patch_size} is not a multiple of the scale {cfg.scale}")
     try:
         files, skipped = scan_image_files(cfg.data, min_side=cfg.patch_size)
     except UserError as e:
@@ -98,7 +109,8 @@ def setup(cfg: SRConfig) -> TrainingSetup:
             return {"pixel": pixel, "total": pixel}
 
     samples = RandomCrops(files, cfg.patch_size, cfg.seed, transform=sr_pair(cfg.patch_size, cfg.scale, cfg.blur_sigma))
-    return TrainingSetup(model=model, samples=samples, loss=loss, card=card, frozen=frozen, init_card=init_card)
+    return TrainingSetup(model=model, samples=samples, loss=loss, card=card, frozen=frozen, init_card=init_card,
+                         identity={"data_files": files_digest(cfg.data, files)})
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -14,8 +14,13 @@ from ..data import RandomCrops, scan_image_files
 from ..errors import UserError
 from ..losses import STYLE_SIZE, ObjectiveWeights, StyleObjective
 from ..nets.style import StyleNet, StyleNetConfig
-from ..train import RunConfig, TrainingSetup, initial_model, resumable
+from ..listing import refuse_overwriting_inputs
+from ..train import RunConfig, TrainingSetup, file_digest, files_digest, initial_model, resumable
 from . import Task
+
+# Training crops (px): VGG-16 halves the size four times before relu5 (a 32 px crop is 2 px there);
+# beyond 2048 px a batch's activations no longer fit in a usual machine's memory.
+MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 32, 2048
 
 
 @dataclass
@@ -33,6 +38,16 @@ class StyleConfig(RunConfig):
     arch: str = StyleNetConfig.arch  # the architecture's defaults live in StyleNetConfig
     norm: str = StyleNetConfig.norm
     upsample: str = StyleNetConfig.upsample
+
+    def validate(self) -> None:
+        super().validate()
+        self.objective.validate()
+        if not MIN_IMAGE_SIZE <= self.image_size <= MAX_IMAGE_SIZE:
+            raise UserError(f"--image-size must be between {MIN_IMAGE_SIZE} and {MAX_IMAGE_SIZE} px, "
+                            f"not {self.image_size}")
+        if self.style_size is not None and self.style_size < MIN_IMAGE_SIZE:
+            raise UserError(f"--style-size must be at least {MIN_IMAGE_SIZE} px, not {self.style_size}")
+        refuse_overwriting_inputs(self.output, [self.style_image])
 
     @property
     def objective(self) -> ObjectiveWeights:
@@ -75,8 +90,10 @@ def setup(cfg: StyleConfig) -> TrainingSetup:
         "dataset": f"{cfg.data} ({len(files)} images)", "vgg_sha256": weights.sha256,
         "init_from": cfg.init_from, "loss_terms": ["content", "style", "tv"],
     }
+    identity = {"style_image_sha256": file_digest(cfg.style_image), "data_files": files_digest(cfg.data, files)}
+    card["style_image_sha256"] = identity["style_image_sha256"]
     return TrainingSetup(model=model, samples=RandomCrops(files, cfg.image_size, cfg.seed), loss=loss, card=card,
-                         frozen=[vgg], init_card=init_card)
+                         frozen=[vgg], init_card=init_card, identity=identity)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

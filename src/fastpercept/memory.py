@@ -1,0 +1,91 @@
+"""How much memory this process can use, and what processing one image needs of it.
+
+The limit that matters on servers and CI is often a container's cgroup (``memory.max``), not
+the host's free memory: past it the kernel's OOM killer ends the process with no message and
+takes the whole batch with it. So an image is checked from its header, before decoding, against
+the peak of the whole pipeline (:func:`image_pipeline_bytes`), and refused with one line when it
+cannot fit.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+# cgroup v2 (unified) and v1 files: (limit, usage). "max" or a huge v1 value means no limit.
+_CGROUP_FILES = (
+    (Path("/sys/fs/cgroup/memory.max"), Path("/sys/fs/cgroup/memory.current")),
+    (Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"), Path("/sys/fs/cgroup/memory/memory.usage_in_bytes")),
+)
+_NO_LIMIT = 1 << 62
+
+
+def _read_int(path: Path) -> int | None:
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def cgroup_available() -> int:
+    """Bytes the container's memory limit leaves to this process (``1 << 62``: no limit found)."""
+    for limit_file, usage_file in _CGROUP_FILES:
+        limit = _read_int(limit_file)
+        if limit is not None and limit < _NO_LIMIT:
+            return max(0, limit - (_read_int(usage_file) or 0))
+    return _NO_LIMIT
+
+
+def system_available() -> int:
+    """The kernel's ``MemAvailable`` (bytes), or ``1 << 62`` where it cannot be read (not Linux)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return _NO_LIMIT
+
+
+def available_memory(device: torch.device | str = "cpu") -> int:
+    """Bytes that work on ``device`` can allocate now: free GPU memory, or on the CPU the smaller
+    of the system's available memory and what the cgroup limit leaves."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    return min(system_available(), cgroup_available())
+
+
+# Smallest network pass the tiling can fall back to, per output pixel, at its smallest tile:
+# a 192 px tile (2 x 64 px overlap + 64) at ~800 bytes per output pixel (bf16; fp32 twice that).
+MIN_TILE_PASS_PIXELS = 192 * 192
+
+
+def image_pipeline_bytes(source: tuple[int, int], size: tuple[int, int], scale: int = 1,
+                         pass_bytes_per_pixel: int = 1600) -> int:
+    """Peak bytes of processing one image: decode, float tensors, network (tiled if need be), output.
+
+    Args:
+        source: (width, height) as decoded (JPEG ``--max-size`` decodes at 1/2 to 1/8 of the file).
+        size: (width, height) the network sees (after ``--max-size``).
+        scale: output/input size ratio of the network.
+        pass_bytes_per_pixel: activations of one network pass per output pixel (fp32 by default).
+    Returns:
+        The largest of the three phases: decoding (Pillow's 4 bytes per pixel, a converted copy,
+        the float tensors), the network (input, output canvas and blend weights in fp32, and the
+        smallest tile pass) and encoding (the float output, its clamped copy, 8-bit copies).
+    """
+    src = source[0] * source[1]
+    inp = size[0] * size[1]
+    out = inp * scale * scale
+    decode = 8 * src + 20 * inp
+    network = 16 * inp + 16 * out + MIN_TILE_PASS_PIXELS * scale * scale * pass_bytes_per_pixel
+    encode = 16 * inp + 36 * out
+    return max(decode, network, encode)
