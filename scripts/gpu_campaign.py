@@ -259,6 +259,9 @@ class Campaign:
 
     def jobs(self) -> list[Job]:
         a = self.a
+        # --init NAME=FILE,...: continue an earlier campaign's model (relative files: in the pack).
+        self.continued = {k: (self.pack / v if not Path(v).is_absolute() else Path(v))
+                          for k, v in (item.split("=", 1) for item in (a.init.split(",") if a.init else []))}
         wanted = a.models.split(",") if a.models else list(ALL_MODELS)
         unknown = sorted(set(wanted) - set(ALL_MODELS))
         if unknown:
@@ -279,6 +282,9 @@ class Campaign:
             if init:
                 flags += ["--init-from", init]
                 notes += f" Started from {init} (issue 17a), trained side by side with {base} from scratch."
+            if name in self.continued:  # a later campaign continuing an earlier one's model
+                flags += ["--init-from", str(self.continued[name])]
+                notes += f" Continued from {self.continued[name].name}, trained by an earlier campaign."
             jobs.append(Job(name, "style", flags, notes))
         return jobs
 
@@ -494,6 +500,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pack", default=str(DEFAULT_PACK), help="the folder `pack` built (default .campaign/)")
     p.add_argument("--work", default=None, help="checkpoints and logs (default: a new temporary folder)")
     p.add_argument("--models", default=None, help=f"comma-separated subset of {','.join(ALL_MODELS)}")
+    p.add_argument("--init", default=None, metavar="NAME=FILE,...",
+                   help="continue these style models from earlier model files (paths relative to the pack)")
     p.add_argument("--iters", type=int, default=40000, help="style iterations (default 40000, the paper's)")
     p.add_argument("--sr-iters", type=int, default=1_000_000, help="SR iterations (default: never reached)")
     p.add_argument("--image-size", type=int, default=256, help="style training crop (default 256)")
