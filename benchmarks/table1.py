@@ -13,8 +13,13 @@ network, and the speed-ups (optimization seconds / network seconds).
 The optimization is not run for 500 iterations: an L-BFGS iteration (one forward and backward pass
 of VGG-16 and one quasi-Newton step) costs the same at every iteration, so one warm-up iteration
 and ``--lbfgs-iters`` timed ones are run and the mean of the timed ones is multiplied by 100, 300
-and 500. The table says so. The network: a warm-up call, then the median of ``--reps`` timed calls
-of :func:`fastpercept.inference.run_network` (the ``stylize`` path, ``--precision``), timed with
+and 500. The table says so. Only the quasi-Newton step is not constant: its two-loop recursion
+grows with the history (up to 100 correction pairs; measured at 1024²: about 2.4 s with all 100,
+on this 2-core machine while it was busy), and the first iterations timed here have almost none,
+so the extrapolated seconds are a lower bound and the speed-ups conservative.
+
+The network: a warm-up call, then the median of ``--reps`` timed calls of
+:func:`fastpercept.inference.run_network` (the ``stylize`` path, ``--precision``), timed with
 :func:`fastpercept.device.wall_clock` (CUDA work waited for). ``--json``: one JSON document on
 stdout instead of the table (progress goes to stderr either way).
 """
@@ -182,9 +187,11 @@ def format_table(result: dict[str, Any]) -> str:
     k = result["lbfgs_timed_iterations"]
     lines += [
         "",
-        f"Seconds. Gatys N = N x the mean wall time of one L-BFGS iteration ({k} timed after 1 warm-up; an "
-        "iteration's cost is constant: one VGG-16 forward and backward pass and one quasi-Newton step), not N "
-        f"iterations run. fp32, from noise, on {result['model']}'s training objective (style image "
+        f"Seconds. Gatys N = N x the mean wall time of one L-BFGS iteration ({k} timed after 1 warm-up; each "
+        "iteration is one VGG-16 forward and backward pass, the same cost every time, and one quasi-Newton step), "
+        "not N iterations run; the quasi-Newton step's cost grows with L-BFGS's history (up to 100 pairs), which this "
+        "leaves out, so Gatys N is a lower bound and the speed-ups are conservative. "
+        f"fp32, from noise, on {result['model']}'s training objective (style image "
         f"{Path(result['style_image']).name}). Network: {result['model']}, median of {result['network_reps']} "
         f"calls after 1 warm-up, {result['precision']}. Content: {Path(result['content']).name}, center square.",
         f"Machine: {result['machine']}; device {result['device']}; {result['date']}.",
