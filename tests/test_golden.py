@@ -39,7 +39,7 @@ def _output(model: str, tile: int | None) -> np.ndarray:
     card = next(m["card"] for m in shipped_models() if m["name"] == model)
     x = _input(card["task"], tile)
     run = fastpercept.stylize if card["task"] == "style" else fastpercept.upscale
-    y = run(x, model, tile=tile, device="cpu", precision="fp32")
+    y = run(x, model, tile=tile, device="cpu", precision="fp32", backend="torch")
     return np.floor(y[0].clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
 
 

@@ -19,8 +19,7 @@ from PIL import Image
 from .device import resolve_device, resolve_precision
 from .errors import InputTypeError, UserError
 from .images import LoadedImage, from_pil, load_image, save_image, to_pil, to_uint8
-from .inference import (TorchRunner, blend_strength, match_histograms, preserve_color as _preserve_color,
-                        run_network)
+from .inference import blend_strength, match_histograms, preserve_color as _preserve_color, run_network
 from .listing import output_names_file, refuse_overwriting_inputs
 from .models import LoadedModel, load_model
 
@@ -31,6 +30,15 @@ DEFAULT_STYLE = "mosaic"
 @functools.lru_cache(maxsize=8)
 def _cached_model(name_or_path: str, device: str) -> LoadedModel:
     return load_model(name_or_path, device=device)
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_runner(name_or_path: str, device: str, precision: str, backend: str):
+    """The model's runner, built once per process (a server or a batch keeps it warm)."""
+    from .backends import make_runner
+
+    model = _cached_model(name_or_path, device)
+    return make_runner(model.net, model.card, backend, torch.device(device), precision), model.task
 
 
 def _as_loaded(image: ImageLike, max_size: int | None, scale: int) -> LoadedImage:
@@ -64,7 +72,7 @@ def _as_batch(image: torch.Tensor) -> torch.Tensor:
 
 
 def _transform(image: ImageLike, model_name: str, task: str, *, output: str | os.PathLike | None, max_size: int | None,
-               tile: int | None, device: str, precision: str, post) -> ImageLike:
+               tile: int | None, device: str, precision: str, backend: str, post) -> ImageLike:
     if output is not None:
         if isinstance(image, (str, os.PathLike)):
             refuse_overwriting_inputs(output, [image])
@@ -72,10 +80,9 @@ def _transform(image: ImageLike, model_name: str, task: str, *, output: str | os
             raise UserError(f"{output}: output= names a file (with an image suffix), not a folder")
     dev = resolve_device(device)
     prec = resolve_precision(precision, dev)
-    model = _cached_model(str(model_name), str(dev))
-    if model.task != task:
-        raise UserError(f"{model_name}: a {model.task} model, not a {task} model")
-    runner = TorchRunner(model.net, prec)
+    runner, model_task = _cached_runner(str(model_name), str(dev), prec, backend)
+    if model_task != task:
+        raise UserError(f"{model_name}: a {model_task} model, not a {task} model")
     scale = runner.scale
     if isinstance(image, torch.Tensor):
         x = _as_batch(image).to(dev)
@@ -100,7 +107,8 @@ def _transform(image: ImageLike, model_name: str, task: str, *, output: str | os
 
 def stylize(image: ImageLike, style: str | os.PathLike = DEFAULT_STYLE, *, strength: float = 1.0,
             preserve_color: bool = False, tile: int | None = None, max_size: int | None = None,
-            device: str = "auto", precision: str = "auto", output: str | os.PathLike | None = None) -> ImageLike:
+            device: str = "auto", precision: str = "auto", output: str | os.PathLike | None = None,
+            backend: str = "auto") -> ImageLike:
     """Stylize an image with a trained style model.
 
     Args:
@@ -111,6 +119,8 @@ def stylize(image: ImageLike, style: str | os.PathLike = DEFAULT_STYLE, *, stren
         tile: process in overlapping tiles of this many pixels (for images too big for memory).
         max_size: downscale so the longest side is at most this (not applied to tensors).
         output: with a path input, write the result here and return its path.
+        backend: ``auto``, ``torch``, ``compile``, ``onnxruntime`` or ``openvino``
+            (:mod:`fastpercept.backends`; ``auto`` takes the fastest installed one).
     Returns:
         The same kind as ``image``: PIL image (alpha kept), or tensor (N, 3, H, W) in [0, 1].
     """
@@ -121,12 +131,12 @@ def stylize(image: ImageLike, style: str | os.PathLike = DEFAULT_STYLE, *, stren
         return blend_strength(y, x, strength)
 
     return _transform(image, str(style), "style", output=output, max_size=max_size, tile=tile, device=device,
-                      precision=precision, post=post)
+                      precision=precision, backend=backend, post=post)
 
 
 def upscale(image: ImageLike, model: str | os.PathLike = "x4", *, match_colors: bool = False, tile: int | None = None,
             max_size: int | None = None, device: str = "auto", precision: str = "auto",
-            output: str | os.PathLike | None = None) -> ImageLike:
+            output: str | os.PathLike | None = None, backend: str = "auto") -> ImageLike:
     """Super-resolve an image x4 or x8 with a trained SR model (same conventions as :func:`stylize`).
 
     ``match_colors``: match each color channel's histogram to the input's (the paper's
@@ -137,4 +147,4 @@ def upscale(image: ImageLike, model: str | os.PathLike = "x4", *, match_colors: 
         return match_histograms(y, x) if match_colors else y
 
     return _transform(image, str(model), "sr", output=output, max_size=max_size, tile=tile, device=device,
-                      precision=precision, post=post)
+                      precision=precision, backend=backend, post=post)

@@ -17,10 +17,10 @@ from typing import Protocol
 import torch
 import torch.nn.functional as F
 
-from .device import autocast
 from .errors import UserError
 from .memory import available_memory
-from .nets.blocks import NormStats, TransformNet
+from .backends import TorchRunner  # noqa: F401  (the default runner, re-exported for callers of run_network)
+from .nets.blocks import NormStats
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ AUTO_TILE_MAX = 2048  # automatic tiles are no larger: beyond this, bigger tiles
 
 
 class Runner(Protocol):
-    """What tiling, strength and color need from an inference backend.
+    """What tiling, strength and color need from an inference backend (:mod:`fastpercept.backends`).
 
     ``runner(x)``: (N, 3, H, W) in [0, 1] -> (N, 3, scale H, scale W) float32 (not clamped).
     ``runner(x, norm_stats)``: the same with the instance-norm statistics given (see
@@ -55,34 +55,6 @@ class Runner(Protocol):
     def __call__(self, x: torch.Tensor, norm_stats: NormStats | None = None) -> torch.Tensor: ...
 
     def norm_stats(self, x: torch.Tensor) -> NormStats | None: ...
-
-
-class TorchRunner:
-    """The PyTorch backend: a :class:`~fastpercept.nets.blocks.TransformNet` under autocast.
-
-    Args:
-        net: the network, on its device, in eval mode.
-        precision: ``fp32``, ``bf16`` or ``fp16`` (autocast; the weights stay as they are).
-    """
-
-    def __init__(self, net: TransformNet, precision: str = "fp32") -> None:
-        self.net = net
-        self.precision = precision
-        self.scale = int(getattr(net, "scale", 1))
-        self.stride = net.stride
-        self.receptive_radius = net.receptive_radius
-        self.device = next(net.parameters(), torch.empty(0)).device
-        self._has_instance_norm = net.has_instance_norm
-
-    def __call__(self, x: torch.Tensor, norm_stats: NormStats | None = None) -> torch.Tensor:
-        with torch.inference_mode(), autocast(self.device, self.precision):
-            return self.net(x, norm_stats).float()
-
-    def norm_stats(self, x: torch.Tensor) -> NormStats | None:
-        if not self._has_instance_norm:
-            return None
-        with torch.inference_mode(), autocast(self.device, self.precision):
-            return self.net.instance_norm_stats(x)
 
 
 def _ramp(n: int, overlap: int, at_start: bool, at_end: bool) -> torch.Tensor:

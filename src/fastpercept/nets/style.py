@@ -71,9 +71,10 @@ class StyleNet(TransformNet):
         h, w = x.shape[-2:]
         # Two stride-2 stages: pad to a multiple of 4 (reflect), crop back afterwards, so any
         # size maps to the same size.
+        # Always padded (by 0 where nothing is missing), never behind a branch on the size: a
+        # traced or exported graph must pad every size it meets, not only the example's.
         ph, pw = (-h) % 4, (-w) % 4
-        if ph or pw:
-            x = F.pad(x, (0, pw, 0, ph), mode="reflect" if min(h, w) > max(ph, pw) else "replicate")
+        x = F.pad(x, (0, pw, 0, ph), mode="reflect" if min(h, w) > 3 else "replicate")
         y = run_layers([*self.encoder, *self.residuals, *self.decoder], x, flow)
         y = (torch.tanh(y) + 1) / 2
         return y[..., :h, :w]
