@@ -42,7 +42,9 @@ from fastpercept.device import resolve_device, resolve_precision, wall_clock
 from fastpercept.errors import UserError
 from fastpercept.eval_style import find_style_image, objective_from_card
 from fastpercept.images import load_image
-from fastpercept.inference import Runner, TorchRunner, run_network
+from fastpercept import backends
+from fastpercept.backends import TorchRunner
+from fastpercept.inference import Runner, run_network
 from fastpercept.losses import StyleObjective
 from fastpercept.models import load_model, resolve_model_path
 from fastpercept.optimize import optimize_image
@@ -121,7 +123,7 @@ def make_torch_runner(net: torch.nn.Module, precision: str) -> Runner:
 
 def measure(sizes: list[int], model_name: str, style_image: Path | None, device: torch.device, precision: str,
             lbfgs_iters: int, reps: int, make_runner: Callable[[Any, str], Runner] = make_torch_runner,
-            log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+            log: Callable[[str], None] = lambda s: None, backend: str | None = None) -> dict[str, Any]:
     """Every row of the table, as a JSON-able dict (see :func:`main`)."""
     model = load_model(model_name, device)
     if model.task != "style":
@@ -129,7 +131,8 @@ def measure(sizes: list[int], model_name: str, style_image: Path | None, device:
     style_path = style_image_of(model_name, model.card, style_image)
     vgg = VGG16Features(resolve_vgg16()).to(device)
     objective = objective_from_card(model.card, vgg, style_path)
-    runner = make_runner(model.net, precision)
+    runner = make_runner(model.net, precision) if backend is None else \
+        backends.make_runner(model.net, model.card, backend, device, precision)
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     rows = []
     for size in sizes:
@@ -158,7 +161,8 @@ def measure(sizes: list[int], model_name: str, style_image: Path | None, device:
         "style_image": str(style_path),
         "content": str(CONTENT),
         "device": str(device),
-        "precision": precision,
+        "precision": getattr(runner, "precision", precision),
+        "backend": backend or "torch (autocast)",
         "machine": machine(device),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
@@ -193,7 +197,8 @@ def format_table(result: dict[str, Any]) -> str:
         "leaves out, so Gatys N is a lower bound and the speed-ups are conservative. "
         f"fp32, from noise, on {result['model']}'s training objective (style image "
         f"{Path(result['style_image']).name}). Network: {result['model']}, median of {result['network_reps']} "
-        f"calls after 1 warm-up, {result['precision']}. Content: {Path(result['content']).name}, center square.",
+        f"calls after 1 warm-up, {result['precision']}, backend {result.get('backend', 'torch')}. "
+        f"Content: {Path(result['content']).name}, center square.",
         f"Machine: {result['machine']}; device {result['device']}; {result['date']}.",
     ]
     return "\n".join(lines)
@@ -219,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="the model's style image (default: beside the model, else ../shared/data/styles)")
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", default="auto", help="the network's precision (the optimization is fp32)")
+    p.add_argument("--backend", default=None, help="the network's backend (default: plain torch autocast; "
+                   "auto, torch, onnxruntime, openvino as fastpercept stylize --backend)")
     p.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
     a = p.parse_args(argv)
     if a.lbfgs_iters < 1 or a.reps < 1:
@@ -227,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         device = resolve_device(a.device)
         precision = resolve_precision(a.precision, device)
         result = measure(a.sizes, a.model, a.style_image, device, precision, a.lbfgs_iters, a.reps,
-                         log=lambda s: print(s, file=sys.stderr, flush=True))
+                         log=lambda s: print(s, file=sys.stderr, flush=True), backend=a.backend)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -49,3 +49,20 @@ def test_table1_text():
     assert "| Image size | Gatys 100 | Gatys 300 | Gatys 500 | Network | Speed-up vs 100 |" in text
     assert "| 256 x 256 | 50.00 | 150.00 | 250.00 | 0.0500 | 1,000x | 3,000x | 5,000x |" in text
     assert "not N iterations run" in text and "CPU, 2 threads" in text
+
+
+INFERENCE = Path(__file__).resolve().parents[1] / "benchmarks" / "inference.py"
+
+
+def test_inference_benchmark_json():
+    done = subprocess.run([sys.executable, str(INFERENCE), "--sizes", "40,48x32", "--batch", "2", "--reps", "1",
+                           "--backends", "torch", "--device", "cpu", "--json"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["machine"]["device"] and result["machine"]["versions"]["torch"]
+    assert [r["case"] for r in result["rows"]] == ["40x40", "48x32", "256x256 x2"]
+    for row in result["rows"]:
+        torch_row = row["backends"]["torch"]
+        assert torch_row["ms_per_image"] > 0 and torch_row["first_call_s"] > 0 and torch_row["psnr_db"] > 30
+        assert math.isclose(torch_row["speedup"], row["fp32_eager_ms"] / torch_row["ms_per_image"], rel_tol=1e-6)

@@ -1,0 +1,143 @@
+"""Inference speed of every backend, side by side in one run, against fp32 eager PyTorch.
+
+    python benchmarks/inference.py [--model mosaic] [--sizes 256,512,1024,1920x1080] [--batch 8]
+                                   [--backends torch,onnxruntime,openvino] [--compile] [--json]
+
+For each size (batch 1) and for a batch of ``--batch`` images at 256 px: each backend's ms per
+image (median of ``--reps`` calls after one warm-up call), its speed-up over fp32 eager PyTorch
+measured in the same run on the same input, the PSNR of its output against fp32 eager's, and
+its first-call latency (a fresh runner: graph building or loading and the first inference; the
+exported ONNX graphs are cached on disk by then, as after any earlier use). The machine (CPU
+model, threads, torch and runtime versions, date) heads the output. Backends that are not
+installed are skipped with a note. ``--compile`` adds torch.compile (its first call compiles).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import platform
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+
+from fastpercept.backends import TorchRunner, backend_available, make_runner
+from fastpercept.device import resolve_device, resolve_precision, wall_clock
+from fastpercept.images import load_image
+from fastpercept.models import load_model
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "src" / "fastpercept" / "assets" / "example.jpg"
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine(device: torch.device) -> dict:
+    import importlib.metadata as md
+
+    versions = {"torch": torch.__version__}
+    for pkg in ("onnxruntime", "openvino"):
+        try:
+            versions[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
+    return {"device": name, "threads": torch.get_num_threads(), "versions": versions,
+            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+
+
+def image(h: int, w: int, batch: int, device: torch.device) -> torch.Tensor:
+    x = load_image(EXAMPLE).rgb
+    x = torch.nn.functional.interpolate(x, size=(h, w), mode="bilinear", antialias=True).clamp(0, 1)
+    return x.expand(batch, -1, -1, -1).contiguous().to(device)
+
+
+def seconds(runner, x: torch.Tensor, reps: int) -> tuple[float, torch.Tensor]:
+    """Median wall time of ``reps`` calls after one warm-up call, and the output."""
+    y = runner(x)
+    times = []
+    for _ in range(reps):
+        start = wall_clock(x.device)
+        y = runner(x)
+        times.append(wall_clock(x.device) - start)
+    return statistics.median(times), y
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    mse = float(((a.clamp(0, 1) - b.clamp(0, 1)) ** 2).mean())
+    return float("inf") if mse == 0 else 10 * torch.log10(torch.tensor(1 / mse)).item()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="mosaic")
+    p.add_argument("--sizes", default="256,512,1024,1920x1080", help="S (square) or WxH, comma-separated")
+    p.add_argument("--batch", type=int, default=8, help="images in the batched 256 px case (0: none)")
+    p.add_argument("--backends", default="torch,onnxruntime,openvino")
+    p.add_argument("--compile", action="store_true", help="also torch.compile (slow first calls)")
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--json", action="store_true")
+    a = p.parse_args()
+
+    device = resolve_device(a.device)
+    precision = resolve_precision("auto", device)
+    model = load_model(a.model, device=device)
+    backends = [b for b in a.backends.split(",") if b] + (["compile"] if a.compile else [])
+    skipped = [b for b in backends if not backend_available(b)]
+    backends = [b for b in backends if b not in skipped]
+    cases = []
+    for size in a.sizes.split(","):
+        w, h = (int(v) for v in size.split("x")) if "x" in size else (int(size), int(size))
+        cases.append((f"{w}x{h}", h, w, 1))
+    if a.batch:
+        cases.append((f"256x256 x{a.batch}", 256, 256, a.batch))
+
+    rows = []
+    for label, h, w, n in cases:
+        x = image(h, w, n, device)
+        base_s, reference = seconds(TorchRunner(model.net, "fp32"), x, a.reps)
+        row = {"case": label, "fp32_eager_ms": 1000 * base_s / n, "backends": {}}
+        for backend in backends:
+            start = wall_clock(device)
+            runner = make_runner(model.net, model.card, backend, device, precision)
+            runner(x)
+            first = wall_clock(device) - start
+            s, y = seconds(runner, x, a.reps)
+            row["backends"][backend] = {"ms_per_image": 1000 * s / n, "speedup": base_s / s,
+                                        "psnr_db": psnr(y, reference), "first_call_s": first,
+                                        "precision": getattr(runner, "precision", precision)}
+            print(f"{label} {backend}: {1000 * s / n:.1f} ms/image", file=sys.stderr)
+        rows.append(row)
+
+    doc = {"machine": machine(device), "model": a.model, "skipped": skipped, "rows": rows}
+    if a.json:
+        print(json.dumps(doc, indent=2))
+        return
+    m = doc["machine"]
+    versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items())
+    print(f"{a.model} on {m['device']}, {m['threads']} threads, {versions}, {m['date']}")
+    head = "| case | fp32 eager ms/img | " + " | ".join(f"{b} ms/img (x, dB, first s)" for b in backends) + " |"
+    print(head)
+    print("|" + "---|" * (2 + len(backends)))
+    for r in rows:
+        cells = [f"{b['ms_per_image']:.0f} ({b['speedup']:.2f}x, {b['psnr_db']:.1f}, {b['first_call_s']:.2f})"
+                 for b in r["backends"].values()]
+        print(f"| {r['case']} | {r['fp32_eager_ms']:.0f} | " + " | ".join(cells) + " |")
+    if skipped:
+        print(f"not installed, skipped: {', '.join(skipped)}")
+
+
+if __name__ == "__main__":
+    main()
