@@ -20,7 +20,7 @@ from .device import resolve_device, resolve_precision
 from .errors import InputTypeError, UserError
 from .images import LoadedImage, from_pil, load_image, save_image, to_pil, to_uint8
 from .inference import blend_strength, match_histograms, preserve_color as _preserve_color, run_network
-from .listing import output_names_file, refuse_overwriting_inputs
+from .listing import check_image_output, refuse_overwriting_inputs
 from .models import LoadedModel, load_model
 
 ImageLike = Union[Image.Image, str, os.PathLike, torch.Tensor]
@@ -74,10 +74,9 @@ def _as_batch(image: torch.Tensor) -> torch.Tensor:
 def _transform(image: ImageLike, model_name: str, task: str, *, output: str | os.PathLike | None, max_size: int | None,
                tile: int | None, device: str, precision: str, backend: str, post) -> ImageLike:
     if output is not None:
+        check_image_output(output)
         if isinstance(image, (str, os.PathLike)):
             refuse_overwriting_inputs(output, [image])
-        if not output_names_file(output, [output]):
-            raise UserError(f"{output}: output= names a file (with an image suffix), not a folder")
     dev = resolve_device(device)
     prec = resolve_precision(precision, dev)
     runner, model_task = _cached_runner(str(model_name), str(dev), prec, backend)

@@ -356,14 +356,13 @@ def cmd_weights(a: argparse.Namespace) -> int:
 def cmd_optimize(a: argparse.Namespace) -> int:
     """The Gatys et al. baseline: optimize one image on the training objective, write it."""
     from .images import save_image
-    from .listing import output_names_file, refuse_overwriting_inputs
+    from .listing import check_image_output, refuse_overwriting_inputs
     from .losses import STYLE_SIZE, ObjectiveWeights
     from .optimize import optimize_files
 
     out = Path(a.output)
     # Checked before the (long) optimization rather than by save_image after it.
-    if not output_names_file(out, [a.content]):
-        raise UserError(f"{out}: -o names the output image file, not a folder")
+    check_image_output(out)
     refuse_overwriting_inputs(out, [a.content, a.style])
     if a.precision not in ("auto", "fp32"):
         log.warning("optimize: --precision %s ignored; the baseline runs in fp32", a.precision)

@@ -125,6 +125,20 @@ def refuse_overwriting_inputs(target: str | Path, inputs: Sequence[str | Path]) 
             raise UserError(f"{target}: output would overwrite the input {src}; choose another output")
 
 
+def check_image_output(out: str | Path) -> Path:
+    """``out`` as the path of one output image: UserError unless it has a suffix we write
+    (``.jpg .png .webp .bmp .tif``, any case) and is not a folder."""
+    path = Path(out)
+    if str(out) == "-":
+        raise UserError("-o -: results are files; writing them to standard output is not supported")
+    if path.is_dir():
+        raise UserError(f"{path}: is a folder; give an image file name")
+    if path.suffix.lower() not in IMAGE_WRITE_FORMATS:
+        raise UserError(f"{path}: cannot write '{path.suffix or '(no suffix)'}' images; use one of "
+                        f"{', '.join(IMAGE_WRITE_FORMATS)}")
+    return path
+
+
 def output_names_file(out: str | Path, inputs: Sequence[str | Path]) -> bool:
     """Whether ``-o out`` names one output file (else a folder), or UserError when it is neither.
 
@@ -133,15 +147,11 @@ def output_names_file(out: str | Path, inputs: Sequence[str | Path]) -> bool:
     inputs are several or include a folder. ``-`` (standard output) is not supported.
     """
     text = str(out)
-    if text == "-":
-        raise UserError("-o -: results are files; writing them to standard output is not supported")
     path = Path(text)
-    if path.is_dir() or text.endswith(("/", os.sep)):
+    if text != "-" and (path.is_dir() or text.endswith(("/", os.sep))):
         return False
-    if path.suffix:
-        if path.suffix.lower() not in IMAGE_WRITE_FORMATS:
-            raise UserError(f"{path}: cannot write '{path.suffix}' images; use one of "
-                            f"{', '.join(IMAGE_WRITE_FORMATS)} (or name a folder)")
+    if path.suffix or text == "-":
+        check_image_output(out)
         return True
     if len(inputs) == 1 and Path(inputs[0]).is_file():
         raise UserError(f"{path}: no image suffix; name a file such as {path}.png, or a folder as {path}/")
