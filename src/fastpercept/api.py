@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import os
+from pathlib import Path
 from typing import Union
 
 import torch
@@ -21,6 +22,7 @@ from .errors import InputTypeError, UserError
 from .images import LoadedImage, from_pil, load_image, save_image, to_pil, to_uint8
 from .inference import blend_strength, match_histograms, preserve_color as _preserve_color, run_network
 from .listing import check_image_output, refuse_overwriting_inputs
+from .video import is_video
 from .models import LoadedModel, load_model
 
 ImageLike = Union[Image.Image, str, os.PathLike, torch.Tensor]
@@ -72,9 +74,13 @@ def _as_batch(image: torch.Tensor) -> torch.Tensor:
 
 
 def _transform(image: ImageLike, model_name: str, task: str, *, output: str | os.PathLike | None, max_size: int | None,
-               tile: int | None, device: str, precision: str, backend: str, post) -> ImageLike:
+               tile: int | None, device: str, precision: str, backend: str, post, crf: int | None = None,
+               codec: str | None = None) -> ImageLike:
+    video = isinstance(image, (str, os.PathLike)) and is_video(image)
+    if video and output is None:
+        raise UserError(f"{image}: a video is written to a file; give output=")
     if output is not None:
-        check_image_output(output)
+        check_image_output(output, video=video)
         if isinstance(image, (str, os.PathLike)):
             refuse_overwriting_inputs(output, [image])
     dev = resolve_device(device)
@@ -83,6 +89,8 @@ def _transform(image: ImageLike, model_name: str, task: str, *, output: str | os
     if model_task != task:
         raise UserError(f"{model_name}: a {model_task} model, not a {task} model")
     scale = runner.scale
+    if video:
+        return _transform_video(Path(image), Path(output), runner, post, dev, tile, crf, codec)
     if isinstance(image, torch.Tensor):
         x = _as_batch(image).to(dev)
         if output is not None and x.shape[0] != 1:
@@ -104,11 +112,29 @@ def _transform(image: ImageLike, model_name: str, task: str, *, output: str | os
     return to_pil(y, alpha)
 
 
+def _transform_video(src: Path, dst: Path, runner, post, dev: torch.device, tile: int | None, crf: int | None,
+                     codec: str | None) -> Path:
+    """Every frame of a clip through the runner and ``post``, in batches; see :mod:`fastpercept.video`."""
+    import sys
+
+    from tqdm import tqdm
+
+    from .video import DEFAULT_CRF, transform_video
+
+    def frames(x: torch.Tensor) -> torch.Tensor:
+        x = x.to(dev)
+        return post(run_network(runner, x, tile=tile), x).cpu()
+
+    with tqdm(desc=src.name, unit="frame", file=sys.stderr, disable=not sys.stderr.isatty()) as bar:
+        return transform_video(src, dst, frames, codec=codec, crf=DEFAULT_CRF if crf is None else crf,
+                               progress=lambda n: bar.update(n - bar.n))
+
+
 def stylize(image: ImageLike, style: str | os.PathLike = DEFAULT_STYLE, *, strength: float = 1.0,
             preserve_color: bool = False, tile: int | None = None, max_size: int | None = None,
             device: str = "auto", precision: str = "auto", output: str | os.PathLike | None = None,
-            backend: str = "auto") -> ImageLike:
-    """Stylize an image with a trained style model.
+            backend: str = "auto", crf: int | None = None, codec: str | None = None) -> ImageLike:
+    """Stylize an image (or a video file, frame by frame, audio kept) with a trained style model.
 
     Args:
         image: PIL image, path, or tensor (N, 3, H, W) in [0, 1].
@@ -120,6 +146,8 @@ def stylize(image: ImageLike, style: str | os.PathLike = DEFAULT_STYLE, *, stren
         output: with a path input, write the result here and return its path.
         backend: ``auto``, ``torch``, ``compile``, ``onnxruntime`` or ``openvino``
             (:mod:`fastpercept.backends`; ``auto`` takes the fastest installed one).
+        crf, codec: for a video (a path ending in .mp4 .mov .mkv .webm .avi, with ``output``):
+            the encoder's quality and the encoder (default: x264 at crf 18; VP9 for .webm).
     Returns:
         The same kind as ``image``: PIL image (alpha kept), or tensor (N, 3, H, W) in [0, 1].
     """
@@ -130,12 +158,13 @@ def stylize(image: ImageLike, style: str | os.PathLike = DEFAULT_STYLE, *, stren
         return blend_strength(y, x, strength)
 
     return _transform(image, str(style), "style", output=output, max_size=max_size, tile=tile, device=device,
-                      precision=precision, backend=backend, post=post)
+                      precision=precision, backend=backend, post=post, crf=crf, codec=codec)
 
 
 def upscale(image: ImageLike, model: str | os.PathLike = "x4", *, match_colors: bool = False, tile: int | None = None,
             max_size: int | None = None, device: str = "auto", precision: str = "auto",
-            output: str | os.PathLike | None = None, backend: str = "auto") -> ImageLike:
+            output: str | os.PathLike | None = None, backend: str = "auto", crf: int | None = None,
+            codec: str | None = None) -> ImageLike:
     """Super-resolve an image x4 or x8 with a trained SR model (same conventions as :func:`stylize`).
 
     ``match_colors``: match each color channel's histogram to the input's (the paper's
@@ -146,4 +175,4 @@ def upscale(image: ImageLike, model: str | os.PathLike = "x4", *, match_colors: 
         return match_histograms(y, x) if match_colors else y
 
     return _transform(image, str(model), "sr", output=output, max_size=max_size, tile=tile, device=device,
-                      precision=precision, backend=backend, post=post)
+                      precision=precision, backend=backend, post=post, crf=crf, codec=codec)

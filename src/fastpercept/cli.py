@@ -62,7 +62,8 @@ def _add_runtime(p: argparse.ArgumentParser) -> None:
 
 def _add_images(p: argparse.ArgumentParser) -> None:
     """What `stylize` and `upscale` share: inputs, output, input size, tiles, device."""
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders (read recursively)")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="image or video files, or folders (read recursively)")
     p.add_argument("-o", "--output", default=None, help="output file (one input) or folder")
     p.add_argument("--max-size", type=positive, default=None, help="downscale inputs to this longest side first")
     p.add_argument("--tile", type=positive, default=None, help="process in tiles of this many input pixels")
@@ -70,6 +71,8 @@ def _add_images(p: argparse.ArgumentParser) -> None:
                    help="replace files that already exist where outputs go (default: report and skip them)")
     p.add_argument("--backend", default="auto", choices=["auto", "torch", "compile", "onnxruntime", "openvino"],
                    help="inference runtime (auto: the fastest installed; onnxruntime/openvino are extras)")
+    p.add_argument("--crf", type=int, default=None, help="videos: the encoder's constant quality (default 18)")
+    p.add_argument("--codec", default=None, help="videos: the encoder (default libx264; libvpx-vp9 for .webm)")
     _add_runtime(p)
 
 
@@ -258,8 +261,8 @@ def cmd_stylize(a: argparse.Namespace) -> int:
     pairs, failed = _planned(a, suffix=Path(str(style)).stem)
     return _batch(pairs, lambda s, d: stylize(s, style, strength=a.strength, preserve_color=a.preserve_color,
                                               tile=a.tile, max_size=a.max_size, device=a.device,
-                                              precision=a.precision, output=d, backend=a.backend), "stylize",
-                  failed)
+                                              precision=a.precision, output=d, backend=a.backend, crf=a.crf,
+                                              codec=a.codec), "stylize", failed)
 
 
 def cmd_upscale(a: argparse.Namespace) -> int:
@@ -270,8 +273,8 @@ def cmd_upscale(a: argparse.Namespace) -> int:
     pairs, failed = _planned(a, suffix=Path(str(a.model)).stem, default_ext=".png")
     return _batch(pairs, lambda s, d: upscale(s, a.model, match_colors=a.match_colors, tile=a.tile,
                                               max_size=a.max_size, device=a.device,
-                                              precision=a.precision, output=d, backend=a.backend), "upscale",
-                  failed)
+                                              precision=a.precision, output=d, backend=a.backend, crf=a.crf,
+                                              codec=a.codec), "upscale", failed)
 
 
 def _config(cls, a: argparse.Namespace):

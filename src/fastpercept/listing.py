@@ -13,9 +13,10 @@ from pathlib import Path
 
 from .errors import UserError
 from .images import IMAGE_SUFFIXES, IMAGE_WRITE_FORMATS
+from .video import VIDEO_SUFFIXES, is_video
 
-# Every suffix a batch picks up in a folder (any case).
-MEDIA_SUFFIXES = IMAGE_SUFFIXES
+# Every suffix a batch picks up in a folder (any case): images, and videos (stylized frame by frame).
+MEDIA_SUFFIXES = IMAGE_SUFFIXES + VIDEO_SUFFIXES
 
 def _is_hidden(name: str) -> bool:
     return name.startswith(".")
@@ -100,8 +101,9 @@ def list_images(inputs: Sequence[str | Path], recursive: bool = True) -> list[Pa
 
 
 def _output_ext(image: Path, default_ext: str | None) -> str:
-    """The input's own suffix when we can write it, else default_ext (".png" if not given)."""
-    if image.suffix.lower() in IMAGE_WRITE_FORMATS:
+    """The input's own suffix when we can write it (a video keeps its container), else
+    default_ext (".png" if not given)."""
+    if image.suffix.lower() in IMAGE_WRITE_FORMATS or is_video(image):
         return image.suffix
     ext = default_ext or ".png"
     return ext if ext.startswith(".") else "." + ext
@@ -125,17 +127,19 @@ def refuse_overwriting_inputs(target: str | Path, inputs: Sequence[str | Path]) 
             raise UserError(f"{target}: output would overwrite the input {src}; choose another output")
 
 
-def check_image_output(out: str | Path) -> Path:
-    """``out`` as the path of one output image: UserError unless it has a suffix we write
-    (``.jpg .png .webp .bmp .tif``, any case) and is not a folder."""
+def check_image_output(out: str | Path, video: bool = False) -> Path:
+    """``out`` as the path of one output image (or, with ``video``, one video): UserError unless it
+    has a suffix we write (``.jpg .png .webp .bmp .tif``; videos ``.mp4 .mov .mkv .webm .avi``;
+    any case) and is not a folder."""
     path = Path(out)
     if str(out) == "-":
         raise UserError("-o -: results are files; writing them to standard output is not supported")
     if path.is_dir():
-        raise UserError(f"{path}: is a folder; give an image file name")
-    if path.suffix.lower() not in IMAGE_WRITE_FORMATS:
-        raise UserError(f"{path}: cannot write '{path.suffix or '(no suffix)'}' images; use one of "
-                        f"{', '.join(IMAGE_WRITE_FORMATS)}")
+        raise UserError(f"{path}: is a folder; give a file name")
+    kinds = VIDEO_SUFFIXES if video else tuple(IMAGE_WRITE_FORMATS)
+    if path.suffix.lower() not in kinds:
+        what = "videos" if video else "images"
+        raise UserError(f"{path}: cannot write '{path.suffix or '(no suffix)'}' {what}; use one of {', '.join(kinds)}")
     return path
 
 
@@ -151,7 +155,7 @@ def output_names_file(out: str | Path, inputs: Sequence[str | Path]) -> bool:
     if text != "-" and (path.is_dir() or text.endswith(("/", os.sep))):
         return False
     if path.suffix or text == "-":
-        check_image_output(out)
+        check_image_output(out, video=len(inputs) == 1 and is_video(inputs[0]))
         return True
     if len(inputs) == 1 and Path(inputs[0]).is_file():
         raise UserError(f"{path}: no image suffix; name a file such as {path}.png, or a folder as {path}/")
