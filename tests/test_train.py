@@ -1,5 +1,6 @@
 """Training mechanics: exact resume, checkpoints, the card, fine-tuning, bad data."""
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -90,7 +91,9 @@ def test_init_from_starts_from_the_given_model(photos, style_png, tmp_path):
     for (k, v), v2 in zip(base.net.state_dict().items(), tuned.net.state_dict().values()):
         assert torch.allclose(v, v2.float()), k  # lr 0: unchanged from the fp16 weights it started from
     card = read_card(tmp_path / "tuned.safetensors")
-    assert card["init_from"] == str(first)
+    # The source by file name and content hash, never a path of the training machine.
+    assert card["init_from"] == "first.safetensors" and card["stages"][-1]["init_from"] == "first.safetensors"
+    assert card["init_from_sha256"] == hashlib.sha256(first.read_bytes()).hexdigest()
     # The weights have seen both runs' steps: the card counts the chain and splits it by stage.
     assert card["iterations"] == 3
     assert [s["iterations"] for s in card["stages"]] == [2, 1]

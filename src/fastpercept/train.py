@@ -405,10 +405,23 @@ def initial_model(cfg: RunConfig, task: str, build: Callable[[], nn.Module]) -> 
     return loaded.net.train(), loaded.card
 
 
+def source_reference(init_from: str | None) -> dict[str, str | None]:
+    """How a card names the model a run started from: a shipped model's name, or a model file's
+    name and the sha256 of its bytes (never a path of the training machine)."""
+    if not init_from:
+        return {"init_from": None}
+    from .models import resolve_model_path, shipped_dir
+
+    path = resolve_model_path(init_from)
+    if path.parent == shipped_dir():
+        return {"init_from": path.stem}
+    return {"init_from": path.name, "init_from_sha256": file_digest(path)}
+
+
 # What a card's ``stages`` entry keeps of every run, whatever the task (each task adds its
 # hyperparameters, ``Task.stage_keys``): enough to tell how the weights were made.
-RUN_STAGE_KEYS = ("init_from", "iterations", "train_seconds", "batch_size", "lr", "seed", "device", "precision",
-                  "final_losses", "notes", "created")
+RUN_STAGE_KEYS = ("init_from", "init_from_sha256", "iterations", "train_seconds", "batch_size", "lr", "seed",
+                  "device", "precision", "final_losses", "notes", "created")
 
 
 def _with_history(card: dict[str, Any], init_card: dict[str, Any] | None,

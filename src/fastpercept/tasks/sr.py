@@ -15,7 +15,7 @@ from ..errors import UserError
 from ..losses import (ObjectiveWeights, check_layers, check_weight, feature_reconstruction_loss, pixel_loss,
                       total_variation_loss)
 from ..nets.sr import SRNet, SRNetConfig
-from ..train import RunConfig, TrainingSetup, files_digest, initial_model
+from ..train import RunConfig, TrainingSetup, files_digest, initial_model, source_reference
 from . import Task
 
 # The scales offered by training, evaluation and the CLI (the network itself takes any power of two).
@@ -77,7 +77,8 @@ def setup(cfg: SRConfig) -> TrainingSetup:
         raise UserError(f"{cfg.init_from}: an x{net_config.scale} model, not x{cfg.scale}")
     card: dict[str, Any] = {
         "task": "sr", "arch": "srnet", **net_config.to_dict(), "loss": cfg.loss, "patch_size": cfg.patch_size,
-        "blur_sigma": cfg.blur_sigma, "dataset": f"{cfg.data} ({len(files)} images)", "init_from": cfg.init_from,
+        "blur_sigma": cfg.blur_sigma, "dataset": f"{cfg.data} ({len(files)} images)",
+        **source_reference(cfg.init_from),
     }
     frozen: list[nn.Module] = []
     if cfg.loss == "feat":

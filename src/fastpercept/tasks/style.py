@@ -15,7 +15,8 @@ from ..errors import UserError
 from ..losses import STYLE_SIZE, ObjectiveWeights, StyleObjective
 from ..nets.style import StyleNet, StyleNetConfig
 from ..listing import refuse_overwriting_inputs
-from ..train import RunConfig, TrainingSetup, file_digest, files_digest, initial_model, resumable
+from ..train import (RunConfig, TrainingSetup, file_digest, files_digest, initial_model, resumable,
+                     source_reference)
 from . import Task
 
 # Training crops (px): VGG-16 halves the size four times before relu5 (a 32 px crop is 2 px there);
@@ -88,7 +89,7 @@ def setup(cfg: StyleConfig) -> TrainingSetup:
         "content_weight": cfg.content_weight, "style_weight": cfg.style_weight, "tv_weight": cfg.tv_weight,
         "style_image": Path(cfg.style_image).name, "style_size": cfg.style_size, "image_size": cfg.image_size,
         "dataset": f"{cfg.data} ({len(files)} images)", "vgg_sha256": weights.sha256,
-        "init_from": cfg.init_from, "loss_terms": ["content", "style", "tv"],
+        **source_reference(cfg.init_from), "loss_terms": ["content", "style", "tv"],
     }
     identity = {"style_image_sha256": file_digest(cfg.style_image), "data_files": files_digest(cfg.data, files)}
     card["style_image_sha256"] = identity["style_image_sha256"]
