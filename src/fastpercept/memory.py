@@ -63,9 +63,9 @@ def available_memory(device: torch.device | str = "cpu") -> int:
     return min(system_available(), cgroup_available())
 
 
-# Smallest network pass the tiling can fall back to, per output pixel, at its smallest tile:
-# a 192 px tile (2 x 64 px overlap + 64) at ~800 bytes per output pixel (bf16; fp32 twice that).
-MIN_TILE_PASS_PIXELS = 192 * 192
+# The smallest network pass tiling can fall back to: a tile of 216 px (the style networks' least,
+# 4x their receptive radius; SR's is smaller), at ``pass_bytes_per_pixel`` per output pixel.
+MIN_TILE_PASS_PIXELS = 216 * 216
 
 
 def image_pipeline_bytes(source: tuple[int, int], size: tuple[int, int], scale: int = 1,
