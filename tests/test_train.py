@@ -82,6 +82,28 @@ def test_card_round_trip_and_fp16_file(photos, style_png, tmp_path):
     assert model(torch.rand(1, 3, 21, 30)).shape == (1, 3, 21, 30)
 
 
+def test_cosine_schedule_anneals_and_resumes_exactly(photos, style_png, tmp_path):
+    from fastpercept.train import step_lr
+
+    assert [step_lr(1e-3, "cosine", t, 4) for t in range(5)] == pytest.approx(
+        [1e-3, 1e-3 * (1 + 2 ** -0.5) / 2, 5e-4, 1e-3 * (1 - 2 ** -0.5) / 2, 0.0])
+    assert step_lr(1e-3, "constant", 3, 4) == 1e-3
+    straight = STYLE_TASK.train(_cfg(photos, style_png, tmp_path / "a.safetensors", lr_schedule="cosine"))
+    # The same 4-step run, resumed from its step-2 checkpoint: the schedule is a function of the step.
+    STYLE_TASK.train(_cfg(photos, style_png, tmp_path / "b.safetensors", lr_schedule="cosine"))
+    (tmp_path / "b.ckpt" / "step-00000004.safetensors").unlink()
+    resumed = STYLE_TASK.train(_cfg(photos, style_png, tmp_path / "b.safetensors", lr_schedule="cosine",
+                                    resume=True))
+    for (k, v), v2 in zip(straight.net.state_dict().items(), resumed.net.state_dict().values()):
+        assert torch.equal(v, v2), k
+    rows = [r.split(",") for r in (tmp_path / "a.ckpt" / "losses.csv").read_text().splitlines()[1:]]
+    lrs = [float(r[-2]) for r in rows]  # the lr each logged step used
+    assert lrs == pytest.approx([step_lr(1e-3, "cosine", t, 4) for t in range(4)], rel=1e-5)  # 6 digits
+    assert read_card(tmp_path / "a.safetensors")["lr_schedule"] == "cosine"
+    with pytest.raises(UserError, match="--lr-schedule"):
+        STYLE_TASK.train(_cfg(photos, style_png, tmp_path / "d.safetensors", lr_schedule="linear"))
+
+
 def test_init_from_starts_from_the_given_model(photos, style_png, tmp_path):
     first = tmp_path / "first.safetensors"
     STYLE_TASK.train(_cfg(photos, style_png, first, iters=2))

@@ -103,6 +103,8 @@ def _add_training(p: argparse.ArgumentParser, R: type) -> None:
     p.add_argument("--iters", type=positive, default=None, help=f"training steps (default {R.iters})")
     p.add_argument("--batch-size", type=positive, default=None, help=f"default {R.batch_size}")
     p.add_argument("--lr", type=float, default=None, help=f"Adam step size (default {R.lr})")
+    p.add_argument("--lr-schedule", default=None, choices=["constant", "cosine"],
+                   help="constant (default) or cosine annealing from --lr to 0 at --iters")
     p.add_argument("--checkpoint-every", type=positive, default=None, help=f"steps (default {R.checkpoint_every})")
     p.add_argument("--checkpoint-dir", default=None, help="default: MODEL.ckpt beside the output")
     p.add_argument("--resume", action="store_true", help="continue from the newest good checkpoint")

@@ -42,6 +42,16 @@ log = logging.getLogger(__name__)
 
 
 _RESUMABLE = {"resumable": True}
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def step_lr(lr: float, schedule: str, step: int, iters: int) -> float:
+    """The step size of step ``step`` (0-based) of ``iters``: ``lr`` throughout (``constant``), or
+    cosine annealing from ``lr`` towards 0 at ``iters`` (``cosine``; Loshchilov & Hutter, 2017).
+    A function of the step alone, so a resumed run follows the same schedule exactly."""
+    if schedule == "cosine":
+        return lr * 0.5 * (1 + math.cos(math.pi * min(step, iters) / max(iters, 1)))
+    return lr
 
 
 def resumable(default: Any = dataclasses.MISSING) -> Any:
@@ -72,6 +82,7 @@ class RunConfig:
     vgg_weights: str | None = resumable(None)
     compile: bool = resumable(False)
     init_from: str | None = None  # fine-tune from this model file (same task and architecture)
+    lr_schedule: str = "constant"  # or "cosine": lr * (1 + cos(pi * step / iters)) / 2 (see step_lr)
     notes: str | None = resumable(None)  # what was tried and why these settings: written to the card
 
     @property
@@ -93,6 +104,8 @@ class RunConfig:
                 raise UserError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(self, name)}")
         if not (math.isfinite(self.lr) and self.lr >= 0):
             raise UserError(f"--lr must be a number >= 0, not {self.lr}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise UserError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, not {self.lr_schedule!r}")
         if self.workers < 0:
             raise UserError(f"--workers must be 0 or more, not {self.workers}")
         out = Path(self.output)
@@ -303,6 +316,9 @@ def _run(task: TrainingSetup, cfg: RunConfig) -> LoadedModel:
                 terms = loss_fn(net, batch)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(terms["total"]).backward()
+            lr_now = step_lr(cfg.lr, cfg.lr_schedule, step, cfg.iters)
+            for group in optimizer.param_groups:
+                group["lr"] = lr_now
             scaler.step(optimizer)
             scaler.update()
             step += 1
@@ -316,7 +332,7 @@ def _run(task: TrainingSetup, cfg: RunConfig) -> LoadedModel:
             bar.set_postfix({k: f"{v:.3g}" for k, v in last.items()}, refresh=False)
             if csv_log and (step % cfg.log_every == 0 or step == cfg.iters):
                 csv_log.append({"step": step, **{k: f"{v:.6g}" for k, v in last.items()},
-                                "lr": cfg.lr, "seconds": f"{train_seconds:.1f}"})
+                                "lr": f"{lr_now:.6g}", "seconds": f"{train_seconds:.1f}"})
                 if bar.disable:
                     rate = (train_seconds - logged[1]) / max(step - logged[0], 1)
                     logged = (step, train_seconds)
@@ -334,6 +350,7 @@ def _run(task: TrainingSetup, cfg: RunConfig) -> LoadedModel:
     bar.close()
     model.eval()
     card = {**task.card, "iterations": step, "batch_size": cfg.batch_size * world, "processes": world, "lr": cfg.lr,
+            **({"lr_schedule": cfg.lr_schedule} if cfg.lr_schedule != "constant" else {}),
             "seed": cfg.seed, "train_seconds": round(train_seconds, 1), "device": " + ".join(devices) or here,
             "precision": precision,
             "final_losses": {k: round(v, 6) for k, v in last.items()},
@@ -420,8 +437,8 @@ def source_reference(init_from: str | None) -> dict[str, str | None]:
 
 # What a card's ``stages`` entry keeps of every run, whatever the task (each task adds its
 # hyperparameters, ``Task.stage_keys``): enough to tell how the weights were made.
-RUN_STAGE_KEYS = ("init_from", "init_from_sha256", "iterations", "train_seconds", "batch_size", "lr", "seed",
-                  "device", "precision", "final_losses", "notes", "created")
+RUN_STAGE_KEYS = ("init_from", "init_from_sha256", "iterations", "train_seconds", "batch_size", "lr", "lr_schedule",
+                  "seed", "device", "precision", "final_losses", "notes", "created")
 
 
 def _with_history(card: dict[str, Any], init_card: dict[str, Any] | None,
