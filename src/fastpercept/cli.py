@@ -64,7 +64,9 @@ def _add_images(p: argparse.ArgumentParser) -> None:
     """What `stylize` and `upscale` share: inputs, output, input size, tiles, device."""
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="image or video files, or folders (read recursively)")
-    p.add_argument("-o", "--output", default=None, help="output file (one input) or folder")
+    p.add_argument("-o", "--output", default=None,
+                   help="output file with an image (or, for a video, video) suffix, or a folder (existing, or "
+                        "ending in /); default: beside each input as NAME-MODEL.EXT")
     p.add_argument("--max-size", type=positive, default=None, help="downscale inputs to this longest side first")
     p.add_argument("--tile", type=positive, default=None, help="process in tiles of this many input pixels")
     p.add_argument("--overwrite", action="store_true",
