@@ -331,10 +331,13 @@ def test_13_ctrl_c_at_any_moment_is_one_line_and_130(monkeypatch, capsys):
 
 
 def test_13_ctrl_c_in_the_first_seconds_of_a_real_process(tmp_path, style_model):
-    photo = _photo(tmp_path / "p.png", 1024, 1024)  # seconds of work in fp32: the signal lands mid-run
+    # Seconds of work in fp32 (a signal in the last milliseconds of exit would find Python's handlers
+    # already reset): every signal below lands in the imports or the network.
+    photo = _photo(tmp_path / "p.png", 1536, 1536)
     codes = []
-    # While torch imports (0.5 s) and later, while the network runs: one line and exit 130 each time.
-    for delay in (0.5, 1.5, 3.0):
+    # While torch imports (0.5 s), and later while the image decodes and the network runs: one line
+    # and exit 130 each time.
+    for delay in (0.5, 1.2, 2.0):
         proc = subprocess.Popen([sys.executable, "-m", "fastpercept", "stylize", str(photo), "-o",
                                  str(tmp_path / f"o{delay}.png"), "--style", str(style_model), "--backend", "torch",
                                  "--precision", "fp32"], stderr=subprocess.PIPE, text=True,
