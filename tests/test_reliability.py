@@ -335,9 +335,10 @@ def test_13_ctrl_c_in_the_first_seconds_of_a_real_process(tmp_path, style_model)
     # already reset): every signal below lands in the imports or the network.
     photo = _photo(tmp_path / "p.png", 1536, 1536)
     codes = []
-    # While torch imports (0.5 s), and later while the image decodes and the network runs: one line
-    # and exit 130 each time.
-    for delay in (0.5, 1.2, 2.0):
+    # While torch imports (1.0 s), and later while the image decodes and the network runs: one line
+    # and exit 130 each time. (Not sooner: in the first tenths of a second of a cold start Python has
+    # not installed its handler yet, and the default action ends the process, -2, with no message.)
+    for delay in (1.0, 1.6, 2.2):
         proc = subprocess.Popen([sys.executable, "-m", "fastpercept", "stylize", str(photo), "-o",
                                  str(tmp_path / f"o{delay}.png"), "--style", str(style_model), "--backend", "torch",
                                  "--precision", "fp32"], stderr=subprocess.PIPE, text=True,
