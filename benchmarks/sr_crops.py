@@ -21,7 +21,8 @@ from PIL import Image, ImageDraw
 from fastpercept.device import resolve_device, resolve_precision
 from fastpercept.eval_sr import bicubic_upscale, load_sr_pair, score_sr, sr_pairs
 from fastpercept.images import to_pil
-from fastpercept.inference import TorchRunner, run_network
+from fastpercept.backends import TorchRunner
+from fastpercept.inference import run_network
 from fastpercept.lpips import LPIPS
 from fastpercept.models import load_model
 

@@ -38,13 +38,13 @@ from typing import Any, Callable
 import torch
 
 from fastpercept.data import center_crop
-from fastpercept.device import resolve_device, resolve_precision, wall_clock
+from fastpercept.device import resolve_device, resolve_precision
 from fastpercept.errors import UserError
 from fastpercept.eval_style import find_style_image, objective_from_card
 from fastpercept.images import load_image
 from fastpercept import backends
 from fastpercept.backends import TorchRunner
-from fastpercept.inference import Runner, run_network
+from fastpercept.inference import Runner, TimedNetwork
 from fastpercept.losses import StyleObjective
 from fastpercept.models import load_model, resolve_model_path
 from fastpercept.optimize import optimize_image
@@ -108,22 +108,15 @@ def network_seconds(runner: Runner, x: torch.Tensor, reps: int) -> list[float]:
 
     Takes any :class:`~fastpercept.inference.Runner`, so other backends can be timed the same way.
     """
-    run_network(runner, x)
-    times = []
+    network = TimedNetwork(runner)
     for _ in range(reps):
-        start = wall_clock(x.device)
-        run_network(runner, x)
-        times.append(wall_clock(x.device) - start)
-    return times
-
-
-def make_torch_runner(net: torch.nn.Module, precision: str) -> Runner:
-    return TorchRunner(net, precision)
+        network(x)
+    return network.seconds
 
 
 def measure(sizes: list[int], model_name: str, style_image: Path | None, device: torch.device, precision: str,
-            lbfgs_iters: int, reps: int, make_runner: Callable[[Any, str], Runner] = make_torch_runner,
-            log: Callable[[str], None] = lambda s: None, backend: str | None = None) -> dict[str, Any]:
+            lbfgs_iters: int, reps: int, log: Callable[[str], None] = lambda s: None,
+            backend: str | None = None) -> dict[str, Any]:
     """Every row of the table, as a JSON-able dict (see :func:`main`)."""
     model = load_model(model_name, device)
     if model.task != "style":
@@ -131,7 +124,8 @@ def measure(sizes: list[int], model_name: str, style_image: Path | None, device:
     style_path = style_image_of(model_name, model.card, style_image)
     vgg = VGG16Features(resolve_vgg16()).to(device)
     objective = objective_from_card(model.card, vgg, style_path)
-    runner = make_runner(model.net, precision) if backend is None else \
+    # No backend: plain PyTorch under autocast, the network as the library ran it before backends.
+    runner = TorchRunner(model.net, precision) if backend is None else \
         backends.make_runner(model.net, model.card, backend, device, precision)
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     rows = []

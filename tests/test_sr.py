@@ -28,7 +28,8 @@ from fastpercept.data import sr_pair
 from fastpercept.errors import UserError
 from fastpercept.eval_sr import eval_sr, format_sr_table, make_lr, score_sr
 from fastpercept.images import load_image
-from fastpercept.inference import TorchRunner, match_histograms, run_network
+from fastpercept.backends import TorchRunner
+from fastpercept.inference import match_histograms, run_network
 from fastpercept.lpips import LPIPS
 from fastpercept.metrics import psnr_y, quantize, ssim_y
 from fastpercept.models import LoadedModel, build_model, save_model

@@ -15,7 +15,8 @@ from PIL import Image
 
 import fastpercept
 from fastpercept.images import load_image
-from fastpercept.inference import TorchRunner, preserve_color, run_network
+from fastpercept.backends import TorchRunner
+from fastpercept.inference import preserve_color, run_network
 from fastpercept.models import save_model
 from fastpercept.nets.style import StyleNet, StyleNetConfig
 

@@ -46,10 +46,7 @@ def _cached_runner(name_or_path: str, device: str, precision: str, backend: str)
 def _as_loaded(image: ImageLike, max_size: int | None, scale: int) -> LoadedImage:
     if isinstance(image, Image.Image):
         return from_pil(image, max_size=max_size)
-    if isinstance(image, (str, os.PathLike)):
-        return load_image(image, max_size=max_size, output_scale=scale)
-    raise InputTypeError(f"cannot take a {type(image).__module__}.{type(image).__name__}: pass a PIL image, a path, "
-                         "or a torch tensor (N, 3, H, W) of floats in [0, 1] (uint8 also works)")
+    return load_image(image, max_size=max_size, output_scale=scale)
 
 
 def _as_batch(image: torch.Tensor) -> torch.Tensor:
@@ -76,6 +73,12 @@ def _as_batch(image: torch.Tensor) -> torch.Tensor:
 def _transform(image: ImageLike, model_name: str, task: str, *, output: str | os.PathLike | None, max_size: int | None,
                tile: int | None, device: str, precision: str, backend: str, post, crf: int | None = None,
                codec: str | None = None) -> ImageLike:
+    # Checked before the model loads: a wrong kind of input should not wait for (or pay for) it.
+    if not isinstance(image, (Image.Image, str, os.PathLike, torch.Tensor)):
+        raise InputTypeError(f"cannot take a {type(image).__module__}.{type(image).__name__}: pass a PIL image, a "
+                             "path, or a torch tensor (N, 3, H, W) of floats in [0, 1] (uint8 also works)")
+    if isinstance(image, torch.Tensor):
+        image_batch = _as_batch(image)
     video = isinstance(image, (str, os.PathLike)) and is_video(image)
     if video and output is None:
         raise UserError(f"{image}: a video is written to a file; give output=")
@@ -92,7 +95,7 @@ def _transform(image: ImageLike, model_name: str, task: str, *, output: str | os
     if video:
         return _transform_video(Path(image), Path(output), runner, post, dev, tile, crf, codec)
     if isinstance(image, torch.Tensor):
-        x = _as_batch(image).to(dev)
+        x = image_batch.to(dev)
         if output is not None and x.shape[0] != 1:
             raise UserError(f"output= writes one image; the tensor holds a batch of {x.shape[0]}")
         y = post(run_network(runner, x, tile=tile), x)

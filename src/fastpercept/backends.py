@@ -29,7 +29,6 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from torch import nn
 
 from .device import autocast, cpu_has_fast_bf16
 from .errors import UserError
@@ -86,7 +85,7 @@ class TorchRunner:
         self.stride = net.stride
         self.receptive_radius = net.receptive_radius
         self.device = next(net.parameters(), torch.empty(0)).device
-        self._has_instance_norm = net.has_instance_norm
+        self._has_instance_norm = net.instance_norm_layers > 0
         weights, self.channels_last = layout or ("autocast", False)
         self._dtype = torch.bfloat16 if weights == "bf16" and precision == "bf16" else None
         if self._dtype is not None or self.channels_last:
@@ -164,7 +163,7 @@ class _GraphRunner:
         self.device = torch.device("cpu")
         self.precision = "fp32"
         self._net, self._key = net, key
-        self._layers = sum(isinstance(m, nn.InstanceNorm2d) for m in net.modules())
+        self._layers = net.instance_norm_layers
         self._graphs: dict[str, Callable[[list[np.ndarray]], list[np.ndarray]]] = {}
 
     def _load(self, path: Path) -> Callable[[list[np.ndarray]], list[np.ndarray]]:

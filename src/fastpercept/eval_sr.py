@@ -14,10 +14,10 @@ import torch
 from .batch import each_item
 from .device import resolve_device, resolve_precision
 from .errors import UserError
-from .eval_style import timed_run
 from .images import load_image, to_uint8
 from .listing import list_images
-from .inference import TorchRunner, run_network
+from .backends import TorchRunner
+from .inference import TimedNetwork
 from .metrics import psnr_y, quantize, ssim_y
 from .models import LoadedModel, load_model, resolve_model_path
 from .resize import imresize, mod_crop
@@ -199,25 +199,16 @@ def eval_sr(
 
     pairs, lr_dir = sr_pairs(data_dir, scale)
     metric = LPIPS(lpips_net).to(dev)
-    seconds: list[float] = []
-    warm = False
+    network = TimedNetwork(runner, tile) if runner is not None else None
 
     def score(pair: tuple[str, Path, Path | None]) -> dict[str, Any]:
-        nonlocal warm
         img_name, hr_path, lr_path = pair
         lr, hr = load_sr_pair(hr_path, lr_path, scale)
         where = lr_path or hr_path
         if runner is not None and min(lr.shape[-2:]) < 5:  # the 9x9 reflection-padded first layer
             raise UserError(f"{where}: {lr.shape[-1]}x{lr.shape[-2]} px is too small for the network (5 px at least)")
         lr = lr.to(dev)
-        if runner is None:
-            sr = bicubic_upscale(lr, scale)
-        else:
-            if not warm:  # one untimed pass: lazy initialization is not the network's speed
-                run_network(runner, lr, tile=tile)
-                warm = True
-            sr, sec = timed_run(runner, lr, tile=tile)
-            seconds.append(sec)
+        sr = bicubic_upscale(lr, scale) if network is None else network(lr)
         if sr.shape[-2:] != hr.shape[-2:]:
             raise UserError(f"{where}: x{scale} output is {sr.shape[-1]}x{sr.shape[-2]} px but the mod-cropped HR "
                             f"{hr_path.name} is {hr.shape[-1]}x{hr.shape[-2]}; is LR_x{scale} really x{scale}?")
@@ -236,7 +227,7 @@ def eval_sr(
         "data": str(data_dir),
         "lr": "files" if lr_dir is not None else "made from HR (MATLAB bicubic, uint8)",
         "lpips_net": lpips_net,
-        "seconds": sum(seconds) / len(seconds) if seconds else 0.0,
+        "seconds": sum(network.seconds) / len(network.seconds) if network and network.seconds else 0.0,
         "device": str(dev),
         "precision": prec,
         "tile": tile,

@@ -24,11 +24,12 @@ import torch
 
 from .batch import each_item
 from .data import center_crop
-from .device import resolve_device, resolve_precision, wall_clock
+from .device import resolve_device, resolve_precision
 from .errors import UserError
 from .images import load_image
 from .listing import list_images
-from .inference import Runner, TorchRunner, run_network
+from .backends import TorchRunner
+from .inference import TimedNetwork
 from .losses import MIN_OBJECTIVE_SIZE, ObjectiveWeights, StyleObjective
 from .models import load_model, resolve_model_path
 from .optimize import TERMS, optimize_image
@@ -81,13 +82,6 @@ def _terms(objective: StyleObjective, image: torch.Tensor, content_feat: torch.T
     with torch.no_grad():
         terms = objective(image.float(), content_feat)
     return {k: float(terms[k]) for k in TERMS}
-
-
-def timed_run(runner: Runner, x: torch.Tensor, tile: int | None = None) -> tuple[torch.Tensor, float]:
-    """The network's fp32 output (N, 3, scale H, scale W) in [0, 1] and its wall-clock seconds."""
-    start = wall_clock(x.device)
-    y = run_network(runner, x, tile=tile)
-    return y, wall_clock(x.device) - start
 
 
 def _mean(rows: list[Terms]) -> Terms:
@@ -162,10 +156,10 @@ def eval_style(
     keys = ["network", *(f"lbfgs_{n}" for n in counts)]
 
     curves: list[list[float]] = []  # per image: L-BFGS total after each iteration
-    seconds: dict[str, list[float]] = {k: [] for k in keys}
+    seconds: dict[str, list[float]] = {f"lbfgs_{n}": [] for n in counts}
     failed: list[tuple[Path, str]] = []
     root = Path(content_dir)
-    warm = False
+    timed = TimedNetwork(runner)
 
     def name_of(path: Path) -> str:
         return path.relative_to(root).as_posix() if root.is_dir() else path.name
@@ -177,13 +171,9 @@ def eval_style(
 
     images: list[dict[str, Any]] = []
     for path, x in each_item(files, load, failed, desc="eval style", progress=progress):
-        if not warm:  # one untimed pass: lazy initialization is not the network's speed
-            run_network(runner, x)
-            warm = True
-        y, sec = timed_run(runner, x)
+        y = timed(x)
         content_feat = objective.content_features(x)
         row: dict[str, Any] = {"name": name_of(path), "network": _terms(objective, y, content_feat)}
-        seconds["network"].append(sec)
         if counts:
             run = optimize_image(objective, x, counts[-1], optimizer="lbfgs", init="noise", seed=0, progress=False)
             for n in counts:
@@ -214,7 +204,7 @@ def eval_style(
             "content_layer": w.content_layer, "style_layers": list(w.style_layers),
             "style_image": str(style_path), "style_size": card.get("style_size"), "vgg_sha256": weights.sha256,
         },
-        "seconds": {k: sum(v) / len(v) for k, v in seconds.items()},
+        "seconds": {k: sum(v) / len(v) for k, v in {"network": timed.seconds, **seconds}.items()},
         "model_file": str(model_path),
         "device": str(dev),
         "precision": prec,

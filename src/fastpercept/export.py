@@ -48,10 +48,6 @@ class _GivenStatsGraph(_PlainGraph):
 GRAPH_KINDS = ("plain", "stats", "given_stats")
 
 
-def _norm_layers(net: TransformNet) -> int:
-    return sum(isinstance(m, nn.InstanceNorm2d) for m in net.modules())
-
-
 def export_onnx(net: TransformNet, path: str | os.PathLike, kind: str = "plain",
                 metadata: dict[str, str] | None = None) -> Path:
     """Write ``net`` as an ONNX graph with dynamic batch, height and width.
@@ -74,7 +70,7 @@ def export_onnx(net: TransformNet, path: str | os.PathLike, kind: str = "plain",
     graph = {"plain": _PlainGraph, "stats": _StatsGraph, "given_stats": _GivenStatsGraph}[kind](net).eval()
     example = torch.rand(1, 3, 64, 64)
     dims = {0: "batch", 2: "height", 3: "width"}
-    layers = _norm_layers(net)
+    layers = net.instance_norm_layers
     stat_names = [f"{k}_{i}" for i in range(layers) for k in ("mean", "var")]
     inputs, outputs, args = ["image"], ["output"], (example,)
     axes: dict[str, dict[int, str]] = {"image": dims, "output": {0: "batch", 2: "out_height", 3: "out_width"}}

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from .errors import UserError
 from .memory import available_memory
-from .backends import TorchRunner  # noqa: F401  (the default runner, re-exported for callers of run_network)
+from .device import wall_clock
 from .nets.blocks import NormStats
 
 log = logging.getLogger(__name__)
@@ -180,6 +180,26 @@ def run_network(runner: Runner, x: torch.Tensor, tile: int | None = None, overla
             out[..., top * scale:(top + th) * scale, left * scale:(left + tw) * scale] += y * wt
             weight[..., top * scale:(top + th) * scale, left * scale:(left + tw) * scale] += wt
     return (out / weight).clamp(0, 1)
+
+
+class TimedNetwork:
+    """:func:`run_network` with its wall-clock seconds per call kept in ``seconds`` (evaluation).
+
+    The first call runs once untimed before the timed pass: lazy initialization (kernel choice,
+    graph compilation, allocation) is not the network's speed.
+    """
+
+    def __init__(self, runner: Runner, tile: int | None = None) -> None:
+        self.runner, self.tile = runner, tile
+        self.seconds: list[float] = []
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.seconds:
+            run_network(self.runner, x, tile=self.tile)
+        start = wall_clock(x.device)
+        y = run_network(self.runner, x, tile=self.tile)
+        self.seconds.append(wall_clock(x.device) - start)
+        return y
 
 
 # RGB <-> YIQ (NTSC), as in Gatys et al. 2016, "Preserving color in neural artistic style transfer".

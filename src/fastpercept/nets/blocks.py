@@ -157,5 +157,6 @@ class TransformNet(nn.Module):
         return flow.recorded
 
     @property
-    def has_instance_norm(self) -> bool:
-        return any(isinstance(m, nn.InstanceNorm2d) for m in self.modules())
+    def instance_norm_layers(self) -> int:
+        """How many (mean, var) pairs ``norm_stats`` holds: one per instance-norm layer."""
+        return sum(isinstance(m, nn.InstanceNorm2d) for m in self.modules())

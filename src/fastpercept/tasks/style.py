@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -18,6 +19,8 @@ from ..listing import refuse_overwriting_inputs
 from ..train import (RunConfig, TrainingSetup, file_digest, files_digest, initial_model, resumable,
                      source_reference)
 from . import Task
+
+log = logging.getLogger(__name__)
 
 # Training crops (px): VGG-16 halves the size four times before relu5 (a 32 px crop is 2 px there);
 # beyond 2048 px a batch's activations no longer fit in a usual machine's memory.
@@ -72,9 +75,7 @@ def setup(cfg: StyleConfig) -> TrainingSetup:
     objective = StyleObjective(vgg, style, cfg.objective)
     files, skipped = scan_image_files(cfg.data)
     if skipped:
-        import logging
-
-        logging.getLogger(__name__).warning("%s: skipped %d unreadable image(s)", cfg.data, skipped)
+        log.warning("%s: skipped %d unreadable image(s)", cfg.data, skipped)
     torch.manual_seed(cfg.seed)
     model, init_card = initial_model(cfg, "style", lambda: StyleNet(StyleNetConfig(arch=cfg.arch, norm=cfg.norm,
                                                                                    upsample=cfg.upsample)))
