@@ -125,6 +125,24 @@ class RandomCrops(Dataset):
         raise UserError("no training image could be decoded")
 
 
+class RoundRobinLabels(Dataset):
+    """``dataset[i]`` with a label: ``(item, label)``, the label ``(i // batch_size) % labels``.
+
+    Every sample of a step's batch (of one process's share, under ``torchrun``) has the same
+    label, and successive steps cycle through the labels: a multi-style run trains its styles
+    in turn, each on the same number of steps, and a resumed run continues the cycle exactly.
+    """
+
+    def __init__(self, dataset: Dataset, labels: int, batch_size: int) -> None:
+        self.dataset, self.labels, self.batch_size = dataset, labels, batch_size
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[Any, torch.Tensor]:
+        return self.dataset[index], torch.tensor((index // self.batch_size) % self.labels)
+
+
 class SampleRange(torch.utils.data.Sampler[int]):
     """The global sample indices of steps ``first_step .. last_step - 1`` for one process.
 

@@ -397,10 +397,11 @@ def _any_process(flag: bool, world: int, device: torch.device) -> bool:
 
 
 def _to_device(batch, device: torch.device):
-    """A tensor or a tuple of tensors (SR pairs), moved to ``device`` in channels_last."""
+    """A tensor or a tuple of tensors (SR pairs, images and labels), moved to ``device``; images in channels_last."""
     if isinstance(batch, (tuple, list)):
         return tuple(_to_device(b, device) for b in batch)
-    return batch.to(device, non_blocking=True).to(memory_format=torch.channels_last)
+    batch = batch.to(device, non_blocking=True)
+    return batch.to(memory_format=torch.channels_last) if batch.dim() == 4 else batch
 
 
 def _device_name(device: torch.device) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 # Per instance-norm layer, in forward order: (mean, var) of its input over H and W, each
@@ -19,31 +20,70 @@ NormStats = list[tuple[torch.Tensor, torch.Tensor]]
 
 
 class NormStatsFlow:
-    """The instance-norm statistics of one forward pass.
+    """What the normalization layers of one forward pass share: instance-norm statistics and,
+    for a multi-style network, the style.
 
-    ``given=None``: each instance-norm layer normalizes its own input, as usual, and its
-    statistics are appended to :attr:`recorded`. ``given``: the layers normalize with these
-    statistics instead (one (mean, var) per layer, in forward order).
+    ``given=None``: each instance-norm layer normalizes its own input, as usual, and (with
+    ``record``) its statistics are appended to :attr:`recorded`. ``given``: the layers normalize
+    with these statistics instead (one (mean, var) per layer, in forward order). ``style``:
+    weights over the styles of :class:`ConditionalInstanceNorm2d` layers, shape (N, S) (a row
+    per image: one-hot picks a style, other rows blend styles).
     """
 
-    def __init__(self, given: Sequence[tuple[torch.Tensor, torch.Tensor]] | None = None) -> None:
+    def __init__(self, given: Sequence[tuple[torch.Tensor, torch.Tensor]] | None = None,
+                 style: torch.Tensor | None = None, record: bool = True) -> None:
         self.given = list(given) if given is not None else None
+        self.style = style
+        self.record = record
         self.recorded: NormStats = []
         self._next = 0
 
     def normalize(self, norm: nn.InstanceNorm2d, x: torch.Tensor) -> torch.Tensor:
+        conditional = isinstance(norm, ConditionalInstanceNorm2d)
         if self.given is None:
-            xf = x.float()
-            self.recorded.append((xf.mean(dim=(2, 3), keepdim=True), xf.var(dim=(2, 3), keepdim=True, unbiased=False)))
-            return norm(x)
-        if self._next >= len(self.given):
-            raise ValueError(f"norm_stats holds {len(self.given)} layers' statistics; the network has more")
-        mean, var = (s.to(x.dtype) for s in self.given[self._next])
-        self._next += 1
-        y = (x - mean) * torch.rsqrt(var + norm.eps)
-        if norm.affine:
-            y = y * norm.weight.view(1, -1, 1, 1).to(x.dtype) + norm.bias.view(1, -1, 1, 1).to(x.dtype)
+            if self.record:
+                xf = x.float()
+                self.recorded.append((xf.mean(dim=(2, 3), keepdim=True),
+                                      xf.var(dim=(2, 3), keepdim=True, unbiased=False)))
+            if not conditional:
+                return norm(x)
+            y = F.instance_norm(x, eps=norm.eps)
+        else:
+            if self._next >= len(self.given):
+                raise ValueError(f"norm_stats holds {len(self.given)} layers' statistics; the network has more")
+            mean, var = (s.to(x.dtype) for s in self.given[self._next])
+            self._next += 1
+            y = (x - mean) * torch.rsqrt(var + norm.eps)
+            if norm.affine:
+                return y * norm.weight.view(1, -1, 1, 1).to(x.dtype) + norm.bias.view(1, -1, 1, 1).to(x.dtype)
+        if conditional:
+            if self.style is None:
+                raise ValueError("a multi-style network needs style weights for its pass")
+            scale, shift = norm.affine_for(self.style)
+            return y * scale.to(y.dtype) + shift.to(y.dtype)
         return y
+
+
+class ConditionalInstanceNorm2d(nn.InstanceNorm2d):
+    """Instance norm with a (scale, shift) per style: conditional instance normalization
+    (Dumoulin, Shlens & Kudlur, ICLR 2017). One network then holds several styles; the style of
+    a pass comes with its :class:`NormStatsFlow` as weights over the styles (a blend of styles
+    is a blend of their scales and shifts).
+    """
+
+    def __init__(self, channels: int, styles: int) -> None:
+        super().__init__(channels, affine=False)
+        self.scale = nn.Parameter(torch.ones(styles, channels))
+        self.shift = nn.Parameter(torch.zeros(styles, channels))
+
+    def affine_for(self, style: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``style`` (N, S) weights -> the (N, C, 1, 1) scale and shift of each image."""
+        style = style.to(self.scale.dtype)
+        return (style @ self.scale)[..., None, None], (style @ self.shift)[..., None, None]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("ConditionalInstanceNorm2d runs inside a network pass that gives the style "
+                           "(NormStatsFlow(style=...))")
 
 
 def run_layers(layers: Iterable[nn.Module], x: torch.Tensor, flow: NormStatsFlow | None) -> torch.Tensor:

@@ -6,7 +6,7 @@ import argparse
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import torch
 from torch import nn
@@ -20,6 +20,10 @@ from ..train import (RunConfig, TrainingSetup, file_digest, files_digest, initia
                      source_reference)
 from . import Task
 
+if TYPE_CHECKING:  # the loss network is imported by training only, not by loading a model
+    from ..vgg import VGG16Features
+    from ..weights import ResolvedWeights
+
 log = logging.getLogger(__name__)
 
 # Training crops (px): VGG-16 halves the size four times before relu5 (a 32 px crop is 2 px there);
@@ -28,10 +32,9 @@ MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 32, 2048
 
 
 @dataclass
-class StyleConfig(RunConfig):
-    """``fastpercept train style``: one style image, a folder of content photos, the paper's objective."""
+class StyleTrainingConfig(RunConfig):
+    """What style training runs share: the crops, the paper's objective and the architecture."""
 
-    style_image: str = resumable("")
     image_size: int = 256
     style_size: int | None = STYLE_SIZE
     content_weight: float = ObjectiveWeights.content_weight  # the objective's defaults live in ObjectiveWeights
@@ -51,7 +54,6 @@ class StyleConfig(RunConfig):
                             f"not {self.image_size}")
         if self.style_size is not None and self.style_size < MIN_IMAGE_SIZE:
             raise UserError(f"--style-size must be at least {MIN_IMAGE_SIZE} px, not {self.style_size}")
-        refuse_overwriting_inputs(self.output, [self.style_image])
 
     @property
     def objective(self) -> ObjectiveWeights:
@@ -59,23 +61,51 @@ class StyleConfig(RunConfig):
                                 tuple(self.style_layers))
 
 
-def setup(cfg: StyleConfig) -> TrainingSetup:
-    """One style's training run: :class:`StyleNet` under the paper's objective."""
-    from ..images import load_image
+@dataclass
+class StyleConfig(StyleTrainingConfig):
+    """``fastpercept train style``: one style image, a folder of content photos, the paper's objective."""
+
+    style_image: str = resumable("")
+
+    def validate(self) -> None:
+        super().validate()
+        refuse_overwriting_inputs(self.output, [self.style_image])
+
+
+def loss_network(cfg: StyleTrainingConfig) -> tuple[VGG16Features, ResolvedWeights, list[Path]]:
+    """The frozen VGG-16, its weights' record and the training photos of a style run."""
     from ..vgg import VGG16Features
     from ..weights import resolve_vgg16
 
+    weights = resolve_vgg16(cfg.vgg_weights)
+    files, skipped = scan_image_files(cfg.data)
+    if skipped:
+        log.warning("%s: skipped %d unreadable image(s)", cfg.data, skipped)
+    return VGG16Features(weights), weights, files
+
+
+def objective_card(cfg: StyleTrainingConfig, weights: ResolvedWeights, files: list[Path]) -> dict[str, Any]:
+    """The card entries every style run writes: objective, sizes, data, loss network, source."""
+    return {
+        "content_layer": cfg.content_layer, "style_layers": list(cfg.style_layers),
+        "content_weight": cfg.content_weight, "tv_weight": cfg.tv_weight,
+        "style_size": cfg.style_size, "image_size": cfg.image_size,
+        "dataset": f"{cfg.data} ({len(files)} images)", "vgg_sha256": weights.sha256,
+        **source_reference(cfg.init_from), "loss_terms": ["content", "style", "tv"],
+    }
+
+
+def setup(cfg: StyleConfig) -> TrainingSetup:
+    """One style's training run: :class:`StyleNet` under the paper's objective."""
+    from ..images import load_image
+
     if not cfg.style_image:
         raise UserError("--style-image is required")
-    weights = resolve_vgg16(cfg.vgg_weights)
-    vgg = VGG16Features(weights)
+    vgg, weights, files = loss_network(cfg)
     style = load_image(cfg.style_image, max_size=cfg.style_size).rgb
     # The style targets are computed in fp32 here; only the network's side runs in the
     # training precision.
     objective = StyleObjective(vgg, style, cfg.objective)
-    files, skipped = scan_image_files(cfg.data)
-    if skipped:
-        log.warning("%s: skipped %d unreadable image(s)", cfg.data, skipped)
     torch.manual_seed(cfg.seed)
     model, init_card = initial_model(cfg, "style", lambda: StyleNet(StyleNetConfig(arch=cfg.arch, norm=cfg.norm,
                                                                                    upsample=cfg.upsample)))
@@ -84,25 +114,18 @@ def setup(cfg: StyleConfig) -> TrainingSetup:
         target = objective.content_features(content)
         return objective(net(content), target)
 
-    card = {
-        "task": "style", **model.config.to_dict(),
-        "content_layer": cfg.content_layer, "style_layers": list(cfg.style_layers),
-        "content_weight": cfg.content_weight, "style_weight": cfg.style_weight, "tv_weight": cfg.tv_weight,
-        "style_image": Path(cfg.style_image).name, "style_size": cfg.style_size, "image_size": cfg.image_size,
-        "dataset": f"{cfg.data} ({len(files)} images)", "vgg_sha256": weights.sha256,
-        **source_reference(cfg.init_from), "loss_terms": ["content", "style", "tv"],
-    }
     identity = {"style_image_sha256": file_digest(cfg.style_image), "data_files": files_digest(cfg.data, files)}
-    card["style_image_sha256"] = identity["style_image_sha256"]
+    card = {"task": "style", **model.config.to_dict(), **objective_card(cfg, weights, files),
+            "style_weight": cfg.style_weight, "style_image": Path(cfg.style_image).name,
+            "style_image_sha256": identity["style_image_sha256"]}
     return TrainingSetup(model=model, samples=RandomCrops(files, cfg.image_size, cfg.seed), loss=loss, card=card,
                          frozen=[vgg], init_card=init_card, identity=identity)
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """``train style``'s own flags (the objective's are shared with ``optimize``: ``add_objective``)."""
+def add_training_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags of every style run: crop size, the objective (shared with ``optimize``), architecture."""
     from ..cli import add_objective, positive
 
-    p.add_argument("--style-image", required=True, help="the style to learn (any image file)")
     p.add_argument("--image-size", type=positive, default=None,
                    help=f"training crop side (px; default {StyleConfig.image_size})")
     add_objective(p)
@@ -110,6 +133,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--arch", default=None, choices=["full", "half"], help=f"default: {StyleConfig.arch}")
     p.add_argument("--norm", default=None, choices=["instance", "batch"], help=f"default: {StyleConfig.norm}")
     p.add_argument("--upsample", default=None, choices=["nearest", "deconv"], help=f"default: {StyleConfig.upsample}")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """``train style``'s own flags."""
+    p.add_argument("--style-image", required=True, help="the style to learn (any image file)")
+    add_training_arguments(p)
 
 
 def describe(card: Mapping[str, Any]) -> str:

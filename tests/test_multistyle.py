@@ -1,0 +1,114 @@
+"""The multi-style network (conditional instance norm) and its training task."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fastpercept.data import RoundRobinLabels
+from fastpercept.errors import UserError
+from fastpercept.models import read_card
+from fastpercept.nets.multistyle import MultiStyleNet, MultiStyleNetConfig
+from fastpercept.tasks.multistyle import TASK, MultiStyleConfig
+
+
+def _net(styles=3):
+    torch.manual_seed(0)
+    net = MultiStyleNet(MultiStyleNetConfig(arch="half", styles=styles)).eval()
+    with torch.no_grad():  # styles that differ (a fresh network's are all identity)
+        for name, p in net.named_parameters():
+            if name.endswith((".scale", ".shift")):
+                p.add_(torch.randn_like(p) * 0.3)
+    return net
+
+
+def test_a_baked_style_net_computes_what_the_multi_style_pass_computes():
+    net, x = _net(), torch.rand(1, 3, 37, 42)
+    with torch.no_grad():
+        for weights in ([1.0, 0, 0], [0, 0, 1.0], [0.7, 0.3, 0]):
+            w = torch.tensor(weights)
+            torch.testing.assert_close(net.style_net(w)(x), net(x, style=w), atol=1e-5, rtol=0)
+        # the styles really differ, so the comparison above could fail
+        assert (net(x, style=torch.tensor([1.0, 0, 0])) - net(x, style=torch.tensor([0, 1.0, 0]))).abs().max() > 1e-2
+
+
+def test_each_image_of_a_batch_takes_its_own_style():
+    net, x = _net(), torch.rand(2, 3, 32, 32)
+    style = torch.tensor([[0, 1.0, 0], [0, 0, 1.0]])
+    with torch.no_grad():
+        both = net(x, style=style)
+        torch.testing.assert_close(both[1:], net(x[1:], style=style[1]), atol=1e-5, rtol=0)
+        torch.testing.assert_close(both[:1], net(x[:1], style=style[0]), atol=1e-5, rtol=0)
+
+
+def test_style_weights_of_the_wrong_shape_are_refused():
+    net = _net()
+    with pytest.raises(ValueError, match="style="):
+        net(torch.rand(1, 3, 16, 16))
+    with pytest.raises(ValueError, match="expected"):
+        net(torch.rand(1, 3, 16, 16), style=torch.ones(2))
+    with pytest.raises(ValueError, match="2 style weights"):
+        net.style_net([0.5, 0.5])
+
+
+def test_round_robin_labels_give_a_batch_one_style_and_cycle_over_steps():
+    labelled = RoundRobinLabels(list(range(100)), labels=3, batch_size=4)
+    steps = [[int(labelled[t * 4 + k][1]) for k in range(4)] for t in range(7)]
+    assert steps == [[t % 3] * 4 for t in range(7)]
+    assert labelled[9][0] == 9
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ms")
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray((rng.random((40, 48, 3)) * 255).astype(np.uint8)).save(root / f"p{i}.png")
+    styles = []
+    for name, color in (("red", (230, 40, 20)), ("blue", (20, 40, 230))):
+        arr = np.zeros((48, 48, 3), np.uint8)
+        arr[::4] = color
+        (root / "styles").mkdir(exist_ok=True)
+        Image.fromarray(arr).save(root / "styles" / f"{name}.png")
+        styles.append(str(root / "styles" / f"{name}.png"))
+    return root, styles
+
+
+def _cfg(inputs, out, **kw):
+    root, styles = inputs
+    base = dict(data=str(root), output=str(out), style_images=tuple(styles), style_weights=(5.0, 50.0), iters=4,
+                batch_size=2, image_size=32, style_size=48, checkpoint_every=2, log_every=1, seed=3,
+                precision="fp32", device="cpu", arch="half")
+    base.update(kw)
+    return MultiStyleConfig(**base)
+
+
+def test_training_learns_a_scale_and_shift_per_style_and_resumes_exactly(inputs, tmp_path):
+    straight = TASK.train(_cfg(inputs, tmp_path / "a.safetensors"))
+    TASK.train(_cfg(inputs, tmp_path / "b.safetensors", iters=3))
+    resumed = TASK.train(_cfg(inputs, tmp_path / "b.safetensors", resume=True))
+    for (k, v), (k2, v2) in zip(straight.net.state_dict().items(), resumed.net.state_dict().items()):
+        assert k == k2 and torch.equal(v, v2), k
+    scale = straight.net.state_dict()["encoder.0.1.scale"]
+    assert scale.shape == (2, 16)  # styles x channels (half width: 16)
+    assert not torch.equal(scale[0], scale[1])  # each style trained its own row
+    assert not torch.equal(scale[0], torch.ones(16)) and not torch.equal(scale[1], torch.ones(16))
+    card = read_card(tmp_path / "a.safetensors")
+    assert card["task"] == "multistyle" and card["style_names"] == ["red", "blue"]
+    assert card["styles"] == 2 and card["style_weights"] == [5.0, 50.0]
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(style_weights=(1.0,)), "1 weights for 2 style images"),
+    (dict(norm="batch"), "--norm must be instance"),
+    (dict(style_images=()), "at least one"),
+])
+def test_bad_multi_style_settings_are_one_line_errors(inputs, tmp_path, change, message):
+    with pytest.raises(UserError, match=message):
+        TASK.train(_cfg(inputs, tmp_path / "m.safetensors", **change))
+
+
+def test_two_styles_with_one_name_are_refused(inputs, tmp_path):
+    root, styles = inputs
+    with pytest.raises(UserError, match="same name"):
+        TASK.train(_cfg(inputs, tmp_path / "m.safetensors", style_images=(styles[0], styles[0])))
