@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fastpercept.backends import cpu_has_fast_bf16
+from fastpercept.graphs import openvino_bf16
 from fastpercept.data import center_crop
 from fastpercept.eval_style import objective_from_card
 from fastpercept.export import export_onnx
@@ -76,7 +76,7 @@ def main() -> None:
     calib = [center_crop(load_image(f).rgb, 256).numpy()
              for f in list_images([a.calibration])[: a.calibration_count]]
     quantized = nncf.quantize(fp, nncf.Dataset(calib), subset_size=len(calib))
-    bf16 = "bf16" if cpu_has_fast_bf16() else "f32"
+    bf16 = "bf16" if openvino_bf16() else "f32"
     compiled = {
         "openvino fp32": core.compile_model(fp, "CPU", {"INFERENCE_PRECISION_HINT": "f32"}),
         f"openvino {bf16}": core.compile_model(fp, "CPU", {"INFERENCE_PRECISION_HINT": bf16}),

@@ -14,6 +14,7 @@ import torch
 
 import fastpercept
 from fastpercept import backends
+from fastpercept.device import cpu_has_fast_bf16
 from fastpercept.errors import UserError
 from fastpercept.export import export_model
 
@@ -48,7 +49,7 @@ def test_backend_agrees_with_fp32_eager(backend, model, size, tile):
 @pytest.mark.parametrize("backend", ["torch", "openvino"])
 def test_bf16_backends_stay_close_to_fp32(backend):
     _needs(backend)
-    if not backends.cpu_has_fast_bf16():
+    if not cpu_has_fast_bf16():
         pytest.skip("no native bf16 on this CPU")
     x = _photo(96, 128)
     reference = fastpercept.stylize(x, "mosaic", precision="fp32", backend="torch", device="cpu")

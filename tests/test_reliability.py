@@ -322,7 +322,7 @@ def test_13_an_unwritable_weights_cache_is_one_line(tmp_path):
 
 
 def test_13_ctrl_c_at_any_moment_is_one_line_and_130(monkeypatch, capsys):
-    def interrupted():
+    def interrupted(command=None):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(cli, "build_parser", interrupted)  # while the parser's imports load

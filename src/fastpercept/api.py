@@ -22,11 +22,10 @@ from .errors import InputTypeError, UserError
 from .images import LoadedImage, from_pil, load_image, save_image, to_pil, to_uint8
 from .inference import blend_strength, match_histograms, preserve_color as _preserve_color, run_network
 from .listing import check_image_output, refuse_overwriting_inputs
-from .models import LoadedModel, load_model
+from .models import DEFAULT_STYLE, LoadedModel, load_model
 from .video import is_video
 
 ImageLike = Union[Image.Image, str, os.PathLike, torch.Tensor]
-DEFAULT_STYLE = "mosaic"
 
 
 @functools.lru_cache(maxsize=8)

@@ -21,17 +21,16 @@ back with one log line when an extra is not installed.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-import numpy as np
 import torch
 
-from .device import autocast, cpu_has_fast_bf16
+from .device import autocast
 from .errors import UserError
+from .graphs import Graph, graph_path, load_onnxruntime, load_openvino, model_key, openvino_bf16
 from .nets.blocks import NormStats, TransformNet
 
 log = logging.getLogger(__name__)
@@ -123,7 +122,7 @@ class CompiledRunner(TorchRunner):
 
     def __init__(self, net: TransformNet, precision: str = "fp32", layout: tuple[str, bool] | None = None) -> None:
         super().__init__(net, precision, layout)
-        from .weights import cache_dir
+        from .cache import cache_dir
 
         os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir() / "inductor"))
         self.net = torch.compile(self.net)
@@ -132,11 +131,9 @@ class CompiledRunner(TorchRunner):
 # ------------------------------------------------------------------------------ exported graphs
 
 
-def _cached_onnx(net: TransformNet, model_key: str, kind: str) -> Path:
+def _cached_onnx(net: TransformNet, key: str, kind: str) -> Path:
     """The ONNX graph of ``kind`` for this model, exported once into the cache."""
-    from .weights import cache_dir
-
-    path = cache_dir() / "onnx" / f"{model_key}-{kind}.onnx"
+    path = graph_path(key, kind)
     if not path.is_file():
         from .export import export_onnx
 
@@ -144,13 +141,9 @@ def _cached_onnx(net: TransformNet, model_key: str, kind: str) -> Path:
     return path
 
 
-def model_key(state: dict[str, torch.Tensor], card: dict[str, Any]) -> str:
-    """A short content hash of a model (weights and card): the name of its cached exports."""
-    h = hashlib.sha256(repr(sorted(card.items())).encode())
-    for k in sorted(state):
-        h.update(k.encode())
-        h.update(state[k].detach().cpu().float().numpy().tobytes())
-    return h.hexdigest()[:16]
+def net_key(net: TransformNet, card: dict[str, Any]) -> str:
+    """:func:`~fastpercept.graphs.model_key` of a network's weights and card."""
+    return model_key({k: v.detach().cpu().float().numpy() for k, v in net.state_dict().items()}, card)
 
 
 class _GraphRunner:
@@ -164,12 +157,12 @@ class _GraphRunner:
         self.precision = "fp32"
         self._net, self._key = net, key
         self._layers = net.instance_norm_layers
-        self._graphs: dict[str, Callable[[list[np.ndarray]], list[np.ndarray]]] = {}
+        self._graphs: dict[str, Graph] = {}
 
-    def _load(self, path: Path) -> Callable[[list[np.ndarray]], list[np.ndarray]]:
+    def _load(self, path: Path) -> Graph:
         raise NotImplementedError
 
-    def _graph(self, kind: str) -> Callable[[list[np.ndarray]], list[np.ndarray]]:
+    def _graph(self, kind: str) -> Graph:
         if kind not in self._graphs:
             self._graphs[kind] = self._load(_cached_onnx(self._net, self._key, kind))
         return self._graphs[kind]
@@ -191,14 +184,8 @@ class _GraphRunner:
 class OnnxRuntimeRunner(_GraphRunner):
     """ONNX Runtime on the CPU (fp32)."""
 
-    def _load(self, path: Path) -> Callable[[list[np.ndarray]], list[np.ndarray]]:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        names = [i.name for i in session.get_inputs()]
-        return lambda arrays: [np.ascontiguousarray(a) for a in session.run(None, dict(zip(names, arrays)))]
+    def _load(self, path: Path) -> Graph:
+        return load_onnxruntime(path)
 
 
 class OpenVINORunner(_GraphRunner):
@@ -207,22 +194,10 @@ class OpenVINORunner(_GraphRunner):
 
     def __init__(self, net: TransformNet, key: str, precision: str = "fp32") -> None:
         super().__init__(net, key)
-        self.precision = "bf16" if precision == "bf16" and cpu_has_fast_bf16() else "fp32"
+        self.precision = "bf16" if precision == "bf16" and openvino_bf16() else "fp32"
 
-    def _load(self, path: Path) -> Callable[[list[np.ndarray]], list[np.ndarray]]:
-        import openvino as ov
-
-        core = ov.Core()
-        compiled = core.compile_model(core.read_model(str(path)), "CPU", {
-            "INFERENCE_PRECISION_HINT": "bf16" if self.precision == "bf16" else "f32",
-            "PERFORMANCE_HINT": "LATENCY"})
-        request = compiled.create_infer_request()
-
-        def run(arrays: list[np.ndarray]) -> list[np.ndarray]:
-            results = request.infer(arrays)
-            return [np.array(results[out], copy=True) for out in compiled.outputs]
-
-        return run
+    def _load(self, path: Path) -> Graph:
+        return load_openvino(path, self.precision == "bf16")
 
 
 # ---------------------------------------------------------------------------------------- choice
@@ -267,7 +242,7 @@ def make_runner(net: TransformNet, card: dict[str, Any], backend: str, device: t
             raise UserError(f"--backend {backend} runs on the CPU; use --device cpu or --backend torch")
         if not backend_available(backend):
             raise UserError(f"--backend {backend}: not installed; pip install 'fastpercept[{_EXTRAS[backend][1]}]'")
-        key = model_key(net.state_dict(), card)
+        key = net_key(net, card)
         return (OnnxRuntimeRunner if backend == "onnxruntime" else OpenVINORunner)(net, key, precision)
     runner = CompiledRunner if backend == "compile" else TorchRunner
     return runner(net, precision, torch_layout(device, precision))

@@ -120,29 +120,15 @@ def _add_training(p: argparse.ArgumentParser, R: type) -> None:
     _add_runtime(p)
 
 
-def build_parser() -> argparse.ArgumentParser:
+# Commands whose flags need the training and evaluation modules (and PyTorch) to be described.
+_HEAVY_COMMANDS = ("train", "optimize", "eval")
+
+
+def _add_heavy_commands(sub) -> None:
+    """``train``, ``optimize`` and ``eval`` with all their flags."""
     from .optimize import DEFAULT_ITERS, DEFAULT_SIZE
     from .tasks import get_task, task_names
     from .tasks.sr import SR_SCALES
-
-    parser = OneLineParser(prog="fastpercept", description=__doc__.splitlines()[0])
-    parser.add_argument("--version", action="version", version=f"fastpercept {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug-level log messages")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("stylize", help="stylize images or folders with a trained style")
-    p.set_defaults(func=cmd_stylize)
-    _add_images(p)
-    p.add_argument("--style", default=None, help="shipped style name or model file (default: mosaic)")
-    p.add_argument("--strength", type=_unit, default=1.0, help="0 = input, 1 = full style")
-    p.add_argument("--preserve-color", action="store_true", help="keep the input's colors")
-
-    p = sub.add_parser("upscale", help="super-resolve images x4 or x8")
-    p.set_defaults(func=cmd_upscale)
-    _add_images(p)
-    p.add_argument("--model", default="x4", help="shipped SR model name or model file (default: x4)")
-    p.add_argument("--match-colors", action="store_true",
-                   help="match the output's color histograms to the input's (the paper's post-processing)")
 
     train = sub.add_parser("train", help="train a model of one of the tasks")
     tsub = train.add_subparsers(dest="task", required=True)
@@ -201,6 +187,38 @@ def build_parser() -> argparse.ArgumentParser:
     _add_json(p)
     _add_runtime(p)
 
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser; with ``command`` (the subcommand about to run) the flags of the other
+    heavy commands are left out: ``stylize`` then never imports the training modules (nor
+    PyTorch, where the lean start applies)."""
+    parser = OneLineParser(prog="fastpercept", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"fastpercept {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug-level log messages")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("stylize", help="stylize images or folders with a trained style")
+    p.set_defaults(func=cmd_stylize)
+    _add_images(p)
+    p.add_argument("--style", default=None, help="shipped style name or model file (default: mosaic)")
+    p.add_argument("--strength", type=_unit, default=1.0, help="0 = input, 1 = full style")
+    p.add_argument("--preserve-color", action="store_true", help="keep the input's colors")
+
+    p = sub.add_parser("upscale", help="super-resolve images x4 or x8")
+    p.set_defaults(func=cmd_upscale)
+    _add_images(p)
+    p.add_argument("--model", default="x4", help="shipped SR model name or model file (default: x4)")
+    p.add_argument("--match-colors", action="store_true",
+                   help="match the output's color histograms to the input's (the paper's post-processing)")
+
+    if command is not None and command not in _HEAVY_COMMANDS:
+        for name, summary in (("train", "train a model of one of the tasks"),
+                              ("optimize", "the Gatys et al. optimization baseline on the same objective"),
+                              ("eval", "measure a model")):
+            sub.add_parser(name, help=summary)
+    else:
+        _add_heavy_commands(sub)
+
     p = sub.add_parser("export", help="export a model to ONNX or OpenVINO (verified against PyTorch)")
     p.set_defaults(func=cmd_export)
     p.add_argument("model", help="shipped model name or model file")
@@ -254,31 +272,53 @@ def _planned(a: argparse.Namespace, suffix: str, default_ext: str | None = None
     return pairs, failed
 
 
+def _with_lean_start(a: argparse.Namespace, model: str, task: str, plain: bool,
+                     full: Callable[[Path, Path], object]) -> Callable[[Path, Path], object]:
+    """``full``, or where :mod:`fastpercept.lean` can (``plain``: no option it lacks), the lean start
+    for photos (no PyTorch import), falling back to ``full`` for what it does not do."""
+    from .lean import lean_runner
+    from .video import is_video
+
+    lean = lean_runner(model, task, backend=a.backend, device=a.device, precision=a.precision) \
+        if plain and a.tile is None else None
+    if lean is None:
+        return full
+    return lambda s, d: None if not is_video(s) and lean.transform(s, d, a.max_size) else full(s, d)
+
+
 def cmd_stylize(a: argparse.Namespace) -> int:
-    from .api import DEFAULT_STYLE, stylize
-    from .models import resolve_model_path
+    from .models import DEFAULT_STYLE, resolve_model_path
 
     if a.style is not None and not a.style.strip():
         raise UserError("--style is empty; give a style name (see `fastpercept models`) or a model file")
     style = a.style or DEFAULT_STYLE
     resolve_model_path(style)  # a bad --style is one error, not one per input
     pairs, failed = _planned(a, suffix=Path(str(style)).stem)
-    return _batch(pairs, lambda s, d: stylize(s, style, strength=a.strength, preserve_color=a.preserve_color,
-                                              tile=a.tile, max_size=a.max_size, device=a.device,
-                                              precision=a.precision, output=d, backend=a.backend, crf=a.crf,
-                                              codec=a.codec), "stylize", failed)
+
+    def full(s: Path, d: Path) -> object:
+        from .api import stylize
+
+        return stylize(s, style, strength=a.strength, preserve_color=a.preserve_color, tile=a.tile,
+                       max_size=a.max_size, device=a.device, precision=a.precision, output=d, backend=a.backend,
+                       crf=a.crf, codec=a.codec)
+
+    plain = a.strength == 1 and not a.preserve_color
+    return _batch(pairs, _with_lean_start(a, style, "style", plain, full), "stylize", failed)
 
 
 def cmd_upscale(a: argparse.Namespace) -> int:
-    from .api import upscale
     from .models import resolve_model_path
 
     resolve_model_path(a.model)
     pairs, failed = _planned(a, suffix=Path(str(a.model)).stem, default_ext=".png")
-    return _batch(pairs, lambda s, d: upscale(s, a.model, match_colors=a.match_colors, tile=a.tile,
-                                              max_size=a.max_size, device=a.device,
-                                              precision=a.precision, output=d, backend=a.backend, crf=a.crf,
-                                              codec=a.codec), "upscale", failed)
+
+    def full(s: Path, d: Path) -> object:
+        from .api import upscale
+
+        return upscale(s, a.model, match_colors=a.match_colors, tile=a.tile, max_size=a.max_size, device=a.device,
+                       precision=a.precision, output=d, backend=a.backend, crf=a.crf, codec=a.codec)
+
+    return _batch(pairs, _with_lean_start(a, a.model, "sr", not a.match_colors, full), "upscale", failed)
 
 
 def _config(cls, a: argparse.Namespace):
@@ -433,11 +473,13 @@ def cmd_eval_style(a: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:  # everything, the parser's imports included: Ctrl-C at any moment is one line, exit 130
-        parser = build_parser()
-        a = parser.parse_args(argv)  # bad usage: one line of error (OneLineParser), exit 2
-        logging.basicConfig(level=logging.DEBUG if a.verbose else logging.INFO, format="%(message)s",
-                            stream=sys.stderr)
-        logging.getLogger("PIL").setLevel(logging.INFO)  # -v is about us, not every decoder's chunk
+        args = sys.argv[1:] if argv is None else list(argv)
+        parser = build_parser(next((t for t in args if not t.startswith("-")), None))
+        a = parser.parse_args(args)  # bad usage: one line of error (OneLineParser), exit 2
+        # Our messages at INFO (-v: DEBUG); other libraries' only from WARNING up, whatever state
+        # their own logging set-up is in (PyTorch's is half done when Ctrl-C stops its import).
+        logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
+        log.setLevel(logging.DEBUG if a.verbose else logging.INFO)
         return a.func(a)
     except UserError as e:
         print(f"fastpercept: error: {e}", file=sys.stderr)

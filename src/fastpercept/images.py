@@ -15,13 +15,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from typing import TYPE_CHECKING, Union
+
 import numpy as np
-import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .atomic import atomic_write
 from .errors import UserError
 from .memory import available_memory, image_pipeline_bytes
+
+if TYPE_CHECKING:  # imported where tensors are made: decoding and writing arrays run without PyTorch
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -222,13 +226,30 @@ def _to_rgb_or_rgba(im: Image.Image) -> Image.Image:
     return im if mode == target else im.convert(target)
 
 
-def from_pil(image: Image.Image, max_size: int | None = None, path: Path | None = None) -> LoadedImage:
-    """Turn a decoded PIL image of any mode into a LoadedImage.
+@dataclass
+class DecodedImage:
+    """A decoded image as arrays (what :class:`LoadedImage` holds as tensors; no PyTorch needed).
 
-    rgb becomes (1, 3, H, W) float32 in [0, 1]; alpha (1, 1, H, W) float32 in [0, 1] or None.
-    If max_size is given and the longest side is larger, the image is downscaled with Lanczos
-    (antialiased) keeping its aspect ratio; it is never upscaled.
+    rgb: (3, H, W) float32 in [0, 1]; alpha: (1, H, W) float32 in [0, 1] or None; source_mode
+    and bit_depth as in :class:`LoadedImage`.
     """
+
+    rgb: np.ndarray
+    alpha: np.ndarray | None
+    path: Path | None
+    source_mode: str
+    bit_depth: int
+
+    def tensors(self) -> LoadedImage:
+        """The same image as (1, C, H, W) tensors (sharing the arrays' memory)."""
+        import torch
+
+        alpha = None if self.alpha is None else torch.from_numpy(self.alpha).unsqueeze(0)
+        return LoadedImage(torch.from_numpy(self.rgb).unsqueeze(0), alpha, self.path, self.source_mode, self.bit_depth)
+
+
+def decode_pil(image: Image.Image, max_size: int | None = None, path: Path | None = None) -> DecodedImage:
+    """A decoded PIL image of any mode as arrays (see :func:`from_pil`)."""
     if max_size is not None and max_size < 1:
         raise UserError(f"--max-size must be at least 1 pixel, got {max_size}")
     size = _target_size(image.width, image.height, max_size)
@@ -240,17 +261,39 @@ def from_pil(image: Image.Image, max_size: int | None = None, path: Path | None 
             gray = gray.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
         # Lanczos overshoots around edges; keep the promise of [0, 1].
         values = np.clip(np.asarray(gray, dtype=np.float32), 0.0, 1.0)
-        rgb = torch.from_numpy(np.ascontiguousarray(values)).expand(3, -1, -1).unsqueeze(0)
-        return LoadedImage(rgb.contiguous(), None, path, source_mode, 16)
+        return DecodedImage(np.ascontiguousarray(np.broadcast_to(values, (3, *values.shape))), None, path,
+                            source_mode, 16)
 
     im = _to_rgb_or_rgba(image)
     if im.size != size:
         # Pillow premultiplies RGBA before resampling, so transparent pixels don't bleed.
         im = im.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
-    pixels = torch.from_numpy(np.array(im, dtype=np.uint8)).permute(2, 0, 1).unsqueeze(0)
-    pixels = pixels.float() / 255.0
-    alpha = pixels[:, 3:4].contiguous() if im.mode == "RGBA" else None
-    return LoadedImage(pixels[:, :3].contiguous(), alpha, path, source_mode, 8)
+    pixels = np.array(im, dtype=np.uint8).transpose(2, 0, 1).astype(np.float32) / np.float32(255.0)
+    alpha = np.ascontiguousarray(pixels[3:4]) if im.mode == "RGBA" else None
+    return DecodedImage(np.ascontiguousarray(pixels[:3]), alpha, path, source_mode, 8)
+
+
+def from_pil(image: Image.Image, max_size: int | None = None, path: Path | None = None) -> LoadedImage:
+    """Turn a decoded PIL image of any mode into a LoadedImage.
+
+    rgb becomes (1, 3, H, W) float32 in [0, 1]; alpha (1, 1, H, W) float32 in [0, 1] or None.
+    If max_size is given and the longest side is larger, the image is downscaled with Lanczos
+    (antialiased) keeping its aspect ratio; it is never upscaled.
+    """
+    return decode_pil(image, max_size, path).tensors()
+
+
+def decode_image(path: str | Path, max_size: int | None = None, output_scale: int = 1) -> DecodedImage:
+    """:func:`load_image` as arrays (no PyTorch needed)."""
+    path = Path(path)
+    _check_readable_file(path)
+    image = _decode(path, max_size, output_scale)
+    try:
+        return decode_pil(image, max_size=max_size, path=path)
+    except MemoryError:
+        raise UserError(f"{path}: not enough memory to convert the image; try --max-size") from None
+    finally:
+        image.close()
 
 
 def load_image(path: str | Path, max_size: int | None = None, output_scale: int = 1) -> LoadedImage:
@@ -268,15 +311,7 @@ def load_image(path: str | Path, max_size: int | None = None, output_scale: int 
     truncated or corrupt file, an image above MAX_PIXELS or one whose processing would not fit
     in the memory available (cgroup limit included).
     """
-    path = Path(path)
-    _check_readable_file(path)
-    image = _decode(path, max_size, output_scale)
-    try:
-        return from_pil(image, max_size=max_size, path=path)
-    except MemoryError:
-        raise UserError(f"{path}: not enough memory to convert the image; try --max-size") from None
-    finally:
-        image.close()
+    return decode_image(path, max_size, output_scale).tensors()
 
 
 # ------------------------------------------------------------------------------------ saving
@@ -284,6 +319,8 @@ def load_image(path: str | Path, max_size: int | None = None, output_scale: int 
 
 def _as_chw(t: torch.Tensor, channels: int, name: str) -> torch.Tensor:
     """Accept (1, C, H, W) or (C, H, W); return (C, H, W) float32 on the CPU."""
+    import torch
+
     if t.dim() == 4 and t.shape[0] == 1:
         t = t[0]
     if t.dim() != 3 or t.shape[0] != channels:
@@ -291,13 +328,22 @@ def _as_chw(t: torch.Tensor, channels: int, name: str) -> torch.Tensor:
     return t.detach().to("cpu", torch.float32)
 
 
-def to_uint8(x: torch.Tensor) -> torch.Tensor:
-    """Float in [0, 1] (any shape) -> uint8 levels: clamped, ``x * 255`` rounded half up.
+Array = Union["torch.Tensor", np.ndarray]
+
+
+def to_uint8(x: Array) -> Array:
+    """Float in [0, 1] (any shape; a tensor or an array) -> uint8 levels: clamped, ``x * 255``
+    rounded half up.
 
     The one 8-bit quantization of the package (saved files, metrics, SR benchmark inputs,
     training pairs): half up as MATLAB's ``im2uint8``, which the SR literature's numbers use.
-    Exact for inputs already on the levels ``k / 255``.
+    Exact for inputs already on the levels ``k / 255``. float32 arrays and tensors give the same
+    levels (the same IEEE operations).
     """
+    if isinstance(x, np.ndarray):
+        return np.floor(np.clip(x, 0.0, 1.0) * np.float32(255.0) + np.float32(0.5)).astype(np.uint8)
+    import torch
+
     return torch.floor(x.clamp(0.0, 1.0) * 255.0 + 0.5).to(torch.uint8)
 
 
@@ -317,6 +363,8 @@ def to_pil(rgb: torch.Tensor, alpha: torch.Tensor | None = None) -> Image.Image:
         alpha = _as_chw(alpha, 1, "alpha")
         if alpha.shape[1:] != rgb.shape[1:]:
             raise ValueError(f"alpha is {tuple(alpha.shape[1:])} but rgb is {tuple(rgb.shape[1:])}")
+        import torch
+
         rgb = torch.cat([rgb, alpha], dim=0)
     return Image.fromarray(_quantize(rgb))
 
@@ -358,9 +406,14 @@ def save_image(
         a = _as_chw(alpha, 1, "alpha")
         rgb = _as_chw(rgb, 3, "rgb") * a + (1.0 - a)
         alpha = None
-    image = to_pil(rgb, alpha)
-    options = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
+    return write_image(to_pil(rgb, alpha), path, quality)
 
+
+def write_image(image: Image.Image, path: str | Path, quality: int = 95) -> Path:
+    """Write a PIL image as :func:`save_image` does (format by suffix, atomically); returns the path."""
+    path = Path(path)
+    fmt = _save_format(path)
+    options = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
     if path.is_dir():
         raise UserError(f"{path}: is a folder; give a file name to write")
     try:

@@ -17,8 +17,7 @@ from typing import Protocol
 import torch
 import torch.nn.functional as F
 
-from .errors import UserError
-from .memory import available_memory
+from .memory import MIN_SIDE, available_memory, pass_budget
 from .device import wall_clock
 from .nets.blocks import NormStats
 
@@ -26,14 +25,6 @@ log = logging.getLogger(__name__)
 
 # Context each tile carries on every side (the style network's receptive field is ~±60 px).
 DEFAULT_OVERLAP = 64
-# Below this side the networks' reflection padding has nothing to reflect: pad inputs up to it.
-MIN_SIDE = 8
-# Peak memory of one whole-image pass per output pixel, measured as the growth of max RSS on
-# CPU for the shipped networks (style: 1 -> 4 MP input; x4 SR: 0.06 -> 0.25 MP input): about
-# 750-800 bytes under bf16 autocast; fp32 holds every activation at twice the size.
-PASS_BYTES_PER_OUTPUT_PIXEL = {"bf16": 800, "fp16": 800, "fp32": 1600}
-# A single pass (whole image or automatic tile) may use this share of the memory available.
-MEMORY_SHARE = 0.5
 AUTO_TILE_MAX = 2048  # automatic tiles are no larger: beyond this, bigger tiles save nothing
 
 
@@ -103,19 +94,13 @@ def auto_tile(shape: torch.Size | tuple[int, ...], scale: int, precision: str, d
         scale: output/input size ratio.
         precision: ``fp32``, ``bf16`` or ``fp16``.
     Returns:
-        ``None`` when one pass over the whole image needs at most ``MEMORY_SHARE`` of the memory
+        ``None`` when one pass over the whole image needs at most ``memory.MEMORY_SHARE`` of the memory
         available, else the largest tile side (multiple of 64, at most ``AUTO_TILE_MAX``) that does.
     Raises:
         UserError: when even the input and output canvases (fp32) do not fit.
     """
-    n, _, h, w = shape
-    free = available_memory(device)
-    canvas = n * h * w * (12 + 16 * scale * scale)  # fp32 input, output and blend weights
-    if canvas > free:
-        raise UserError(f"a {w}x{h} image needs {canvas / 2**30:.1f} GiB for its input and output alone and "
-                        f"{free / 2**30:.1f} GiB is available; reduce it with --max-size")
-    per_pixel = n * PASS_BYTES_PER_OUTPUT_PIXEL[precision] * scale * scale
-    budget = MEMORY_SHARE * (free - canvas)
+    h, w = shape[-2:]
+    per_pixel, budget = pass_budget(tuple(shape), scale, precision, available_memory(device))
     if h * w * per_pixel <= budget:
         return None
     side = int(math.sqrt(budget / per_pixel)) // 64 * 64

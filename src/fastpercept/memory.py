@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+from .errors import UserError
+
+if TYPE_CHECKING:
+    import torch
 
 # cgroup v2 (unified) and v1 files: (limit, usage). "max" or a huge v1 value means no limit.
 _CGROUP_FILES = (
@@ -54,15 +58,40 @@ def system_available() -> int:
         return _NO_LIMIT
 
 
-def available_memory(device: torch.device | str = "cpu") -> int:
+def available_memory(device: "torch.device | str" = "cpu") -> int:
     """Bytes that work on ``device`` can allocate now: free GPU memory, or on the CPU the smaller
     of the system's available memory and what the cgroup limit leaves."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0]
+    if str(device).startswith("cuda"):
+        import torch  # only asked for CUDA memory: the CPU path runs without PyTorch
+
+        return torch.cuda.mem_get_info(torch.device(device))[0]
     return min(system_available(), cgroup_available())
 
 
+# Peak memory of one whole-image pass per output pixel, measured as the growth of max RSS on
+# CPU for the shipped networks (style: 1 -> 4 MP input; x4 SR: 0.06 -> 0.25 MP input): about
+# 750-800 bytes under bf16 autocast; fp32 holds every activation at twice the size.
+PASS_BYTES_PER_OUTPUT_PIXEL = {"bf16": 800, "fp16": 800, "fp32": 1600}
+# A single pass (whole image or automatic tile) may use this share of the memory available.
+MEMORY_SHARE = 0.5
+
+
+def pass_budget(shape: tuple[int, ...], scale: int, precision: str, free: int) -> tuple[int, float]:
+    """``(bytes per input pixel of a pass, bytes a pass may use)`` for an (N, 3, H, W) input.
+
+    A pass over the whole image fits when ``H * W * per_pixel <= budget``. Raises UserError
+    when even the input and output canvases (fp32) do not fit in ``free`` bytes.
+    """
+    n, _, h, w = shape
+    canvas = n * h * w * (12 + 16 * scale * scale)  # fp32 input, output and blend weights
+    if canvas > free:
+        raise UserError(f"a {w}x{h} image needs {canvas / 2**30:.1f} GiB for its input and output alone and "
+                        f"{free / 2**30:.1f} GiB is available; reduce it with --max-size")
+    return n * PASS_BYTES_PER_OUTPUT_PIXEL[precision] * scale * scale, MEMORY_SHARE * (free - canvas)
+
+
+# Below this side the networks' reflection padding has nothing to reflect: inputs are padded up to it.
+MIN_SIDE = 8
 # The smallest network pass tiling can fall back to: a tile of 216 px (the style networks' least,
 # 4x their receptive radius; SR's is smaller), at ``pass_bytes_per_pixel`` per output pixel.
 MIN_TILE_PASS_PIXELS = 216 * 216

@@ -14,19 +14,22 @@ import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
-from torch import nn
 
 from .atomic import atomic_write
 from .errors import UserError
-from .nets.blocks import TransformNet
 from .tasks import get_task
 
+if TYPE_CHECKING:  # PyTorch is imported by what builds networks; finding and reading model files needs none
+    import torch
+    from torch import nn
+
+    from .nets.blocks import TransformNet
+
 CARD_KEY = "fastpercept"
+DEFAULT_STYLE = "mosaic"  # what `stylize` uses when no style is named
 MODEL_SUFFIX = ".safetensors"
 
 
@@ -61,7 +64,7 @@ def resolve_model_path(name_or_path: str | os.PathLike) -> Path:
 def read_card(path: str | os.PathLike) -> dict[str, Any]:
     """The card of a model file; :class:`UserError` if it is not one of ours."""
     try:
-        with safe_open(str(path), framework="pt") as f:
+        with safe_open(str(path), framework="numpy") as f:
             meta = f.metadata() or {}
     except Exception as e:
         raise UserError(f"{path}: not a safetensors model file ({e})") from None
@@ -77,8 +80,12 @@ def read_card(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def save_model(model: nn.Module, path: str | os.PathLike, card: dict[str, Any],
-               dtype: torch.dtype = torch.float16) -> Path:
-    """Write ``model``'s state dict in ``dtype`` with ``card`` as metadata, atomically."""
+               dtype: torch.dtype | None = None) -> Path:
+    """Write ``model``'s state dict in ``dtype`` (default float16) with ``card`` as metadata, atomically."""
+    import torch
+    from safetensors.torch import save_file
+
+    dtype = dtype or torch.float16
     path = Path(path)
     tensors = {k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype).contiguous()
                for k, v in model.state_dict().items()}
@@ -118,6 +125,8 @@ class LoadedModel:
         return self.net.scale
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        import torch
+
         with torch.inference_mode():
             return self.net(x)
 
@@ -128,6 +137,8 @@ class LoadedModel:
 
 def load_model(name_or_path: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedModel:
     """Load a shipped model by name or a model file: the network (eval mode, fp32) and its card."""
+    import torch
+
     path = resolve_model_path(name_or_path)
     card = read_card(path)
     try:

@@ -17,13 +17,17 @@ import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from .atomic import atomic_write
 from .errors import UserError
+from .images import to_uint8
+
+if TYPE_CHECKING:  # frames become tensors only once a clip is transformed
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +98,8 @@ def probe_video(path: str | Path) -> VideoInfo:
 
 
 def _to_tensor(frame, rotation: int) -> torch.Tensor:
+    import torch
+
     """A decoded frame as (3, H, W) float32 in [0, 1], turned upright."""
     rgb = torch.from_numpy(frame.to_ndarray(format="rgb24")).permute(2, 0, 1).float() / 255.0
     quarter_turns = (rotation // 90) % 4
@@ -116,6 +122,8 @@ def transform_video(src: str | Path, dst: str | Path, frames_fn: Callable[[torch
         UserError: unreadable or truncated input, an output container we do not write, an
         unknown encoder. Whatever happens, ``dst`` is never left half-written.
     """
+    import torch
+
     import av
 
     src, dst = Path(src), Path(dst)
@@ -176,7 +184,7 @@ def transform_video(src: str | Path, dst: str | Path, frames_fn: Callable[[torch
                         for packet in held:
                             output.mux(packet)
                         held.clear()
-                    pixels = (y * 255 + 0.5).floor().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+                    pixels = to_uint8(y).permute(0, 2, 3, 1).cpu().numpy()
                     for frame, rgb in zip(pending, pixels):
                         rgb = np.ascontiguousarray(rgb[: out_video.height, : out_video.width])
                         out = av.VideoFrame.from_ndarray(rgb, format="rgb24")

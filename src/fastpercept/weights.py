@@ -38,6 +38,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from .cache import cache_dir
 from .atomic import atomic_write
 from .errors import UserError
 
@@ -61,11 +62,6 @@ class ResolvedWeights:
     source: str
     path: str
     sha256: str
-
-
-def cache_dir() -> Path:
-    """The project cache, ``$FASTPERCEPT_CACHE`` or ``~/.cache/fastpercept``."""
-    return Path(os.environ.get("FASTPERCEPT_CACHE", Path.home() / ".cache" / "fastpercept"))
 
 
 def torch_home() -> Path:

@@ -1,0 +1,11 @@
+"""The project's on-disk cache: loss-network weights, exported graphs, compiled kernels."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def cache_dir() -> Path:
+    """The project cache, ``$FASTPERCEPT_CACHE`` or ``~/.cache/fastpercept``."""
+    return Path(os.environ.get("FASTPERCEPT_CACHE", Path.home() / ".cache" / "fastpercept"))
