@@ -102,7 +102,9 @@ def main() -> None:
     precision = resolve_precision("auto", device)
     model = load_model(a.model, device=device)
     backends = [b for b in a.backends.split(",") if b] + (["compile"] if a.compile else [])
-    skipped = [b for b in backends if not backend_available(b)]
+    # The exported-graph runtimes run on the CPU only: on CUDA the table compares torch and compile.
+    skipped = [b for b in backends if not backend_available(b) or (device.type == "cuda" and b not in ("torch",
+                                                                                                        "compile"))]
     backends = [b for b in backends if b not in skipped]
     cases = []
     for size in a.sizes.split(","):
@@ -143,7 +145,7 @@ def main() -> None:
                  for b in r["backends"].values()]
         print(f"| {r['case']} | {r['fp32_eager_ms']:.0f} | " + " | ".join(cells) + " |")
     if skipped:
-        print(f"not installed, skipped: {', '.join(skipped)}")
+        print(f"skipped (not installed, or a CPU runtime on CUDA): {', '.join(skipped)}")
 
 
 if __name__ == "__main__":
