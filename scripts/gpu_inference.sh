@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu-inference}
 mkdir -p "$OUT"
 PY=${PY:-python3}
-$PY -m pip install -q "torch==2.13.0" -e . 2>&1 | tail -2 || true
+# The GPU machine has its own CUDA PyTorch and no network: run the package from the tree.
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 nvidia-smi --query-gpu=name,driver_version --format=csv | tee "$OUT/gpu.txt"
 # stylize on CUDA end to end (half precision, channels_last), then the tables.
 $PY -m fastpercept stylize src/fastpercept/assets/example.jpg -o "$OUT/example-mosaic-cuda.jpg" --device cuda
