@@ -71,7 +71,7 @@ def _as_batch(image: torch.Tensor) -> torch.Tensor:
 
 def _transform(image: ImageLike, model_name: str, task: str, *, output: str | os.PathLike | None, max_size: int | None,
                tile: int | None, device: str, precision: str, backend: str, post, crf: int | None = None,
-               codec: str | None = None) -> ImageLike:
+               codec: str | None = None, stable: bool = False) -> ImageLike:
     # Checked before the model loads: a wrong kind of input should not wait for (or pay for) it.
     if not isinstance(image, (Image.Image, str, os.PathLike, torch.Tensor)):
         raise InputTypeError(f"cannot take a {type(image).__module__}.{type(image).__name__}: pass a PIL image, a "
@@ -92,7 +92,7 @@ def _transform(image: ImageLike, model_name: str, task: str, *, output: str | os
         raise UserError(f"{model_name}: a {model_task} model, not a {task} model")
     scale = runner.scale
     if video:
-        return _transform_video(Path(image), Path(output), runner, post, dev, tile, crf, codec)
+        return _transform_video(Path(image), Path(output), runner, post, dev, tile, crf, codec, stable)
     if isinstance(image, torch.Tensor):
         x = image_batch.to(dev)
         if output is not None and x.shape[0] != 1:
@@ -115,17 +115,32 @@ def _transform(image: ImageLike, model_name: str, task: str, *, output: str | os
 
 
 def _transform_video(src: Path, dst: Path, runner, post, dev: torch.device, tile: int | None, crf: int | None,
-                     codec: str | None) -> Path:
-    """Every frame of a clip through the runner and ``post``, in batches; see :mod:`fastpercept.video`."""
+                     codec: str | None, stable: bool) -> Path:
+    """Every frame of a clip through the runner and ``post``, in batches; see :mod:`fastpercept.video`.
+
+    ``stable``: frames calmed along their motion before the network and settled after it
+    (:class:`~fastpercept.temporal.StableFrames`) instead of standing alone.
+    """
     import sys
 
+    import numpy as np
     from tqdm import tqdm
 
+    from .temporal import StableFrames
     from .video import DEFAULT_CRF, transform_video
 
+    stable_frames = StableFrames() if stable else None
+
     def frames(x: torch.Tensor) -> torch.Tensor:
+        if stable_frames is not None:
+            pixels = to_uint8(x).permute(0, 2, 3, 1).numpy()
+            x = torch.from_numpy(np.stack([stable_frames.calm(f) for f in pixels])).permute(0, 3, 1, 2)
         x = x.to(dev)
-        return post(run_network(runner, x, tile=tile), x).cpu()
+        y = post(run_network(runner, x, tile=tile), x).cpu()
+        if stable_frames is None:
+            return y
+        settled = [stable_frames.settle(o) for o in y.permute(0, 2, 3, 1).numpy()]
+        return torch.from_numpy(np.stack(settled)).permute(0, 3, 1, 2)
 
     with tqdm(desc=src.name, unit="frame", file=sys.stderr, disable=not sys.stderr.isatty()) as bar:
         return transform_video(src, dst, frames, codec=codec, crf=DEFAULT_CRF if crf is None else crf,
@@ -135,7 +150,7 @@ def _transform_video(src: Path, dst: Path, runner, post, dev: torch.device, tile
 def stylize(image: ImageLike, style: str | os.PathLike = DEFAULT_STYLE, *, strength: float = 1.0,
             preserve_color: bool = False, tile: int | None = None, max_size: int | None = None,
             device: str = "auto", precision: str = "auto", output: str | os.PathLike | None = None,
-            backend: str = "auto", crf: int | None = None, codec: str | None = None) -> ImageLike:
+            backend: str = "auto", crf: int | None = None, codec: str | None = None, stable: bool = True) -> ImageLike:
     """Stylize an image (or a video file, frame by frame, audio kept) with a trained style model.
 
     Args:
@@ -150,6 +165,9 @@ def stylize(image: ImageLike, style: str | os.PathLike = DEFAULT_STYLE, *, stren
             (:mod:`fastpercept.backends`; ``auto`` takes the fastest installed one).
         crf, codec: for a video (a path ending in .mp4 .mov .mkv .webm .avi, with ``output``):
             the encoder's quality and the encoder (default: x264 at crf 18; VP9 for .webm).
+        stable: for a video, calm the frames along their motion before the network and settle
+            the outputs after it (no flicker; :class:`~fastpercept.temporal.StableFrames`);
+            False stylizes each frame on its own.
     Returns:
         The same kind as ``image``: PIL image (alpha kept), or tensor (N, 3, H, W) in [0, 1].
     """
@@ -160,7 +178,7 @@ def stylize(image: ImageLike, style: str | os.PathLike = DEFAULT_STYLE, *, stren
         return blend_strength(y, x, strength)
 
     return _transform(image, str(style), "style", output=output, max_size=max_size, tile=tile, device=device,
-                      precision=precision, backend=backend, post=post, crf=crf, codec=codec)
+                      precision=precision, backend=backend, post=post, crf=crf, codec=codec, stable=stable)
 
 
 def upscale(image: ImageLike, model: str | os.PathLike = "x4", *, match_colors: bool = False, tile: int | None = None,

@@ -203,6 +203,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--style", default=None, help="shipped style name or model file (default: mosaic)")
     p.add_argument("--strength", type=_unit, default=1.0, help="0 = input, 1 = full style")
     p.add_argument("--preserve-color", action="store_true", help="keep the input's colors")
+    p.add_argument("--stable", action=argparse.BooleanOptionalAction, default=True,
+                   help="videos: frames calmed along their motion before the network and settled after "
+                        "it, no flicker (default); --no-stable stylizes each frame on its own")
 
     p = sub.add_parser("upscale", help="super-resolve images x4 or x8")
     p.set_defaults(func=cmd_upscale)
@@ -300,7 +303,7 @@ def cmd_stylize(a: argparse.Namespace) -> int:
 
         return stylize(s, style, strength=a.strength, preserve_color=a.preserve_color, tile=a.tile,
                        max_size=a.max_size, device=a.device, precision=a.precision, output=d, backend=a.backend,
-                       crf=a.crf, codec=a.codec)
+                       crf=a.crf, codec=a.codec, stable=a.stable)
 
     plain = a.strength == 1 and not a.preserve_color
     return _batch(pairs, _with_lean_start(a, style, "style", plain, full), "stylize", failed)
