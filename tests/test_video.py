@@ -75,6 +75,12 @@ def style_model(tmp_path_factory) -> Path:
     return save_model(StyleNet(StyleNetConfig(arch="half")), tmp_path_factory.mktemp("m") / "toy.safetensors", card)
 
 
+def one_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    return lines[0]
+
+
 def run_cli(capsys, *args) -> tuple[int, str, str]:
     code = cli.main([str(a) for a in args])
     out, err = capsys.readouterr()
@@ -174,3 +180,43 @@ def test_memory_stays_flat_on_a_long_clip(tmp_path):
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert float(done.stdout.strip()) < 60, done.stdout  # MB of growth from 20 to 300 frames
+
+
+def test_frames_out_and_back_in(tmp_path, capsys, caplog, style_model):
+    clip = make_clip(tmp_path / "clip.mp4", frames=12)
+    code, out, err = run_cli(capsys, "stylize", clip, "--frames", "-o", tmp_path / "frames", "--style", style_model)
+    assert code == 0, err
+    names = sorted(p.name for p in (tmp_path / "frames").iterdir())
+    assert names == [f"{i:06d}.png" for i in range(1, 13)]  # nothing else (no temporary leftovers)
+    assert "frames carry no audio" in caplog.text
+    code, out, err = run_cli(capsys, "stylize", tmp_path / "frames", "--frames", "-o", tmp_path / "back.mp4",
+                             "--fps", "12.5", "--style", style_model, "--no-stable")
+    assert code == 0, err
+    info = probe_video(tmp_path / "back.mp4")
+    assert (info.frames, info.fps, info.width, info.height) == (12, 12.5, 64, 48)
+    # frames to frames: never into the input, and only into a new or empty folder
+    code, _, err = run_cli(capsys, "stylize", tmp_path / "frames", "--frames", "-o", tmp_path / "frames",
+                           "--style", style_model)
+    assert code == 2 and "overwrite the input" in one_line(err)
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "mine.txt").write_text("keep")
+    code, _, err = run_cli(capsys, "stylize", tmp_path / "frames", "--frames", "-o", tmp_path / "full",
+                           "--style", style_model)
+    assert code == 2 and "not empty" in one_line(err)
+    assert [p.name for p in (tmp_path / "full").iterdir()] == ["mine.txt"]
+    code, _, err = run_cli(capsys, "stylize", tmp_path / "frames", "--frames", "-o", tmp_path / "again/",
+                           "--style", style_model)
+    assert code == 0 and len(list((tmp_path / "again").iterdir())) == 12
+
+
+def test_frames_of_different_sizes_are_one_line_and_nothing_is_written(tmp_path, capsys, style_model):
+    from PIL import Image
+
+    (tmp_path / "in").mkdir()
+    for i, size in enumerate([(32, 24), (32, 24), (40, 24)]):
+        Image.new("RGB", size, (i * 60, 90, 30)).save(tmp_path / "in" / f"{i}.png")
+    code, _, err = run_cli(capsys, "stylize", tmp_path / "in", "--frames", "-o", tmp_path / "out.mp4",
+                           "--style", style_model)
+    assert code == 2 and "2.png: a 40x24 frame among frames of 32x24" in one_line(err)
+    assert not (tmp_path / "out.mp4").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

@@ -23,7 +23,7 @@ from .images import LoadedImage, from_pil, load_image, save_image, to_pil, to_ui
 from .inference import blend_strength, match_histograms, preserve_color as _preserve_color, run_network
 from .listing import check_image_output, refuse_overwriting_inputs
 from .models import DEFAULT_STYLE, LoadedModel, load_model
-from .video import is_video
+from .video import DEFAULT_FPS, is_frames_output, is_video
 
 ImageLike = Union[Image.Image, str, os.PathLike, torch.Tensor]
 
@@ -71,18 +71,20 @@ def _as_batch(image: torch.Tensor) -> torch.Tensor:
 
 def _transform(image: ImageLike, model_name: str, task: str, *, output: str | os.PathLike | None, max_size: int | None,
                tile: int | None, device: str, precision: str, backend: str, post, crf: int | None = None,
-               codec: str | None = None, stable: bool = False) -> ImageLike:
+               codec: str | None = None, stable: bool = False, fps: float = DEFAULT_FPS) -> ImageLike:
     # Checked before the model loads: a wrong kind of input should not wait for (or pay for) it.
     if not isinstance(image, (Image.Image, str, os.PathLike, torch.Tensor)):
         raise InputTypeError(f"cannot take a {type(image).__module__}.{type(image).__name__}: pass a PIL image, a "
                              "path, or a torch tensor (N, 3, H, W) of floats in [0, 1] (uint8 also works)")
     if isinstance(image, torch.Tensor):
         image_batch = _as_batch(image)
-    video = isinstance(image, (str, os.PathLike)) and is_video(image)
+    # A clip: a video file, or a folder of frames (read in name order at ``fps``).
+    video = isinstance(image, (str, os.PathLike)) and (is_video(image) or Path(image).is_dir())
     if video and output is None:
-        raise UserError(f"{image}: a video is written to a file; give output=")
+        raise UserError(f"{image}: a clip is written to a video file or a folder of frames; give output=")
     if output is not None:
-        check_image_output(output, video=video)
+        if not (video and is_frames_output(output)):
+            check_image_output(output, video=video)
         if isinstance(image, (str, os.PathLike)):
             refuse_overwriting_inputs(output, [image])
     dev = resolve_device(device)
@@ -92,7 +94,7 @@ def _transform(image: ImageLike, model_name: str, task: str, *, output: str | os
         raise UserError(f"{model_name}: a {model_task} model, not a {task} model")
     scale = runner.scale
     if video:
-        return _transform_video(Path(image), Path(output), runner, post, dev, tile, crf, codec, stable)
+        return _transform_video(Path(image), Path(output), runner, post, dev, tile, crf, codec, stable, fps)
     if isinstance(image, torch.Tensor):
         x = image_batch.to(dev)
         if output is not None and x.shape[0] != 1:
@@ -115,7 +117,7 @@ def _transform(image: ImageLike, model_name: str, task: str, *, output: str | os
 
 
 def _transform_video(src: Path, dst: Path, runner, post, dev: torch.device, tile: int | None, crf: int | None,
-                     codec: str | None, stable: bool) -> Path:
+                     codec: str | None, stable: bool, fps: float) -> Path:
     """Every frame of a clip through the runner and ``post``, in batches; see :mod:`fastpercept.video`.
 
     ``stable``: frames calmed along their motion before the network and settled after it
@@ -144,13 +146,14 @@ def _transform_video(src: Path, dst: Path, runner, post, dev: torch.device, tile
 
     with tqdm(desc=src.name, unit="frame", file=sys.stderr, disable=not sys.stderr.isatty()) as bar:
         return transform_video(src, dst, frames, codec=codec, crf=DEFAULT_CRF if crf is None else crf,
-                               progress=lambda n: bar.update(n - bar.n))
+                               progress=lambda n: bar.update(n - bar.n), fps=fps)
 
 
 def stylize(image: ImageLike, style: str | os.PathLike = DEFAULT_STYLE, *, strength: float = 1.0,
             preserve_color: bool = False, tile: int | None = None, max_size: int | None = None,
             device: str = "auto", precision: str = "auto", output: str | os.PathLike | None = None,
-            backend: str = "auto", crf: int | None = None, codec: str | None = None, stable: bool = True) -> ImageLike:
+            backend: str = "auto", crf: int | None = None, codec: str | None = None, stable: bool = True,
+            fps: float = DEFAULT_FPS) -> ImageLike:
     """Stylize an image (or a video file, frame by frame, audio kept) with a trained style model.
 
     Args:
@@ -165,6 +168,9 @@ def stylize(image: ImageLike, style: str | os.PathLike = DEFAULT_STYLE, *, stren
             (:mod:`fastpercept.backends`; ``auto`` takes the fastest installed one).
         crf, codec: for a video (a path ending in .mp4 .mov .mkv .webm .avi, with ``output``):
             the encoder's quality and the encoder (default: x264 at crf 18; VP9 for .webm).
+            A clip may also be a folder of frames (image files in name order, at ``fps``), and
+            ``output`` a folder (no suffix, or ending in "/"): the frames are written there as
+            PNG files ``000001.png``, ... (without audio).
         stable: for a video, calm the frames along their motion before the network and settle
             the outputs after it (no flicker; :class:`~fastpercept.temporal.StableFrames`);
             False stylizes each frame on its own.
@@ -178,13 +184,14 @@ def stylize(image: ImageLike, style: str | os.PathLike = DEFAULT_STYLE, *, stren
         return blend_strength(y, x, strength)
 
     return _transform(image, str(style), "style", output=output, max_size=max_size, tile=tile, device=device,
-                      precision=precision, backend=backend, post=post, crf=crf, codec=codec, stable=stable)
+                      precision=precision, backend=backend, post=post, crf=crf, codec=codec, stable=stable,
+                      fps=fps)
 
 
 def upscale(image: ImageLike, model: str | os.PathLike = "x4", *, match_colors: bool = False, tile: int | None = None,
             max_size: int | None = None, device: str = "auto", precision: str = "auto",
             output: str | os.PathLike | None = None, backend: str = "auto", crf: int | None = None,
-            codec: str | None = None) -> ImageLike:
+            codec: str | None = None, fps: float = DEFAULT_FPS) -> ImageLike:
     """Super-resolve an image x4 or x8 with a trained SR model (same conventions as :func:`stylize`).
 
     ``match_colors``: match each color channel's histogram to the input's (the paper's
@@ -195,4 +202,4 @@ def upscale(image: ImageLike, model: str | os.PathLike = "x4", *, match_colors: 
         return match_histograms(y, x) if match_colors else y
 
     return _transform(image, str(model), "sr", output=output, max_size=max_size, tile=tile, device=device,
-                      precision=precision, backend=backend, post=post, crf=crf, codec=codec)
+                      precision=precision, backend=backend, post=post, crf=crf, codec=codec, fps=fps)

@@ -75,6 +75,11 @@ def _add_images(p: argparse.ArgumentParser) -> None:
                    help="inference runtime (auto: the fastest installed; onnxruntime/openvino are extras)")
     p.add_argument("--crf", type=int, default=None, help="videos: the encoder's constant quality (default 18)")
     p.add_argument("--codec", default=None, help="videos: the encoder (default libx264; libvpx-vp9 for .webm)")
+    p.add_argument("--frames", action="store_true",
+                   help="one clip, frames in or out: INPUT is a video or a folder of frames (image files in name "
+                        "order), -o a video file or a folder that receives PNG frames 000001.png, ...")
+    p.add_argument("--fps", type=float, default=None,
+                   help="--frames: the frame rate of a folder of frames (default 25)")
     _add_runtime(p)
 
 
@@ -275,6 +280,21 @@ def _planned(a: argparse.Namespace, suffix: str, default_ext: str | None = None
     return pairs, failed
 
 
+def _fps(a: argparse.Namespace) -> dict:
+    return {} if a.fps is None else {"fps": a.fps}
+
+
+def _one_clip(a: argparse.Namespace, full: Callable[[Path, Path], object]) -> int:
+    """``--frames``: one clip (a video or a folder of frames) to a video or a folder of frames."""
+    if len(a.inputs) != 1 or not a.output:
+        raise UserError("--frames takes one input (a video or a folder of frames) and -o (a video file or a folder)")
+    src = Path(a.inputs[0])
+    if not src.exists():
+        raise UserError(f"{src}: no such file or folder")
+    print(full(src, Path(a.output)))
+    return 0
+
+
 def _with_lean_start(a: argparse.Namespace, model: str, task: str, plain: bool,
                      full: Callable[[Path, Path], object]) -> Callable[[Path, Path], object]:
     """``full``, or where :mod:`fastpercept.lean` can (``plain``: no option it lacks), the lean start
@@ -296,15 +316,17 @@ def cmd_stylize(a: argparse.Namespace) -> int:
         raise UserError("--style is empty; give a style name (see `fastpercept models`) or a model file")
     style = a.style or DEFAULT_STYLE
     resolve_model_path(style)  # a bad --style is one error, not one per input
-    pairs, failed = _planned(a, suffix=Path(str(style)).stem)
 
     def full(s: Path, d: Path) -> object:
         from .api import stylize
 
         return stylize(s, style, strength=a.strength, preserve_color=a.preserve_color, tile=a.tile,
                        max_size=a.max_size, device=a.device, precision=a.precision, output=d, backend=a.backend,
-                       crf=a.crf, codec=a.codec, stable=a.stable)
+                       crf=a.crf, codec=a.codec, stable=a.stable, **_fps(a))
 
+    if a.frames:
+        return _one_clip(a, full)
+    pairs, failed = _planned(a, suffix=Path(str(style)).stem)
     plain = a.strength == 1 and not a.preserve_color
     return _batch(pairs, _with_lean_start(a, style, "style", plain, full), "stylize", failed)
 
@@ -313,14 +335,16 @@ def cmd_upscale(a: argparse.Namespace) -> int:
     from .models import resolve_model_path
 
     resolve_model_path(a.model)
-    pairs, failed = _planned(a, suffix=Path(str(a.model)).stem, default_ext=".png")
 
     def full(s: Path, d: Path) -> object:
         from .api import upscale
 
         return upscale(s, a.model, match_colors=a.match_colors, tile=a.tile, max_size=a.max_size, device=a.device,
-                       precision=a.precision, output=d, backend=a.backend, crf=a.crf, codec=a.codec)
+                       precision=a.precision, output=d, backend=a.backend, crf=a.crf, codec=a.codec, **_fps(a))
 
+    if a.frames:
+        return _one_clip(a, full)
+    pairs, failed = _planned(a, suffix=Path(str(a.model)).stem, default_ext=".png")
     return _batch(pairs, _with_lean_start(a, a.model, "sr", not a.match_colors, full), "upscale", failed)
 
 

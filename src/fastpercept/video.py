@@ -13,16 +13,18 @@ Per-frame stylization only (no temporal smoothing yet).
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import TYPE_CHECKING
 from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_write
+from .atomic import atomic_folder, atomic_write
 from .errors import UserError
 from .images import to_uint8
 
@@ -38,8 +40,29 @@ _CONTAINERS = {".mp4": ("mp4", "libx264"), ".mov": ("mov", "libx264"), ".mkv": (
 DEFAULT_CRF = 18  # visually lossless for x264; the encoder's quality knob (lower: better, larger)
 
 
+FRAME_NAME = "{:06d}.png"  # frames written to a folder: 000001.png, 000002.png, ...
+DEFAULT_FPS = 25.0  # the rate of a clip read from a folder of frames
+
+
 def is_video(path: str | Path) -> bool:
     return Path(path).suffix.lower() in VIDEO_SUFFIXES
+
+
+def is_frames_output(path: str | Path) -> bool:
+    """Whether a clip's output ``path`` names a folder of frames (an existing folder, a name ending
+    in ``/`` or one without a suffix) rather than a video file."""
+    text = str(path)
+    return Path(text).is_dir() or text.endswith(("/", os.sep)) or not Path(text).suffix
+
+
+def frame_files(folder: Path) -> list[Path]:
+    """The image files directly in ``folder``, in name order: a clip's frames."""
+    from .images import IMAGE_SUFFIXES
+
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise UserError(f"{folder}: no image files to read as frames")
+    return files
 
 
 @dataclass
@@ -109,8 +132,12 @@ def _to_tensor(frame, rotation: int) -> torch.Tensor:
 
 def transform_video(src: str | Path, dst: str | Path, frames_fn: Callable[[torch.Tensor], torch.Tensor], *,
                     batch: int = 4, codec: str | None = None, crf: int = DEFAULT_CRF,
-                    progress: Callable[[int], None] | None = None) -> Path:
+                    progress: Callable[[int], None] | None = None, fps: float = DEFAULT_FPS) -> Path:
     """Write ``dst``: every frame of ``src`` through ``frames_fn``, timestamps and audio kept.
+
+    ``src`` is a video file, or a folder of frames (image files in name order, at ``fps``);
+    ``dst`` is a video file, or a folder (:func:`is_frames_output`) that receives the frames as
+    PNG files (``000001.png``, ...; a clip's audio is then left out, with a warning).
 
     Args:
         frames_fn: (N, 3, H, W) in [0, 1] -> (N, 3, sH, sW) in [0, 1] (a network over a batch).
@@ -118,39 +145,73 @@ def transform_video(src: str | Path, dst: str | Path, frames_fn: Callable[[torch
         codec: video encoder (default by container: libx264, or libvpx-vp9 for .webm).
         crf: the encoder's constant-quality setting.
         progress: called with the number of frames written so far.
+        fps: the frame rate of a folder of frames.
     Raises:
         UserError: unreadable or truncated input, an output container we do not write, an
-        unknown encoder. Whatever happens, ``dst`` is never left half-written.
+        unknown encoder, frames of different sizes. Whatever happens, ``dst`` is never left
+        half-written.
     """
     import torch
 
     import av
 
     src, dst = Path(src), Path(dst)
-    if dst.suffix.lower() not in _CONTAINERS:
+    to_frames = is_frames_output(dst)
+    if not to_frames and dst.suffix.lower() not in _CONTAINERS:
         raise UserError(f"{dst}: cannot write '{dst.suffix}' videos; use one of {', '.join(_CONTAINERS)}")
-    muxer, default_codec = _CONTAINERS[dst.suffix.lower()]
+    if to_frames and dst.is_dir() and any(dst.iterdir()):
+        raise UserError(f"{dst}: folder is not empty; frames go to a new or empty folder")
+    muxer, default_codec = _CONTAINERS.get(dst.suffix.lower(), ("", "libx264"))
     codec = codec or default_codec
-    if codec not in av.codecs_available:
+    if not to_frames and codec not in av.codecs_available:
         raise UserError(f"--codec {codec}: not an encoder of this FFmpeg build")
-    container = _open(src)
+    if not fps > 0:
+        raise UserError(f"--fps must be above 0, not {fps}")
     items: queue.Queue = queue.Queue(maxsize=4 * batch)  # bounded: decoding waits for the network
     stop = threading.Event()
     failure: list[BaseException] = []
-    in_video = container.streams.video[0]
-    in_audio = list(container.streams.audio)
+    if src.is_dir():
+        files, container, in_audio = frame_files(src), None, []
+        rate = Fraction(fps).limit_denominator(1001)
+        time_base = 1 / rate
+    else:
+        container = _open(src)
+        in_video = container.streams.video[0]
+        in_audio = list(container.streams.audio)
+        rate, time_base = in_video.average_rate or 25, in_video.time_base
+        if to_frames and in_audio:
+            log.warning("%s: frames carry no audio; the clip's audio is not written", src)
+
+    def decode_clip() -> None:
+        for packet in container.demux(in_video, *in_audio):
+            if stop.is_set():
+                return
+            if packet.stream.type == "audio":
+                if packet.dts is not None:
+                    items.put(("audio", packet))
+                continue
+            for frame in packet.decode():
+                items.put(("video", frame))
+
+    def decode_folder() -> None:
+        from .images import decode_image, to_uint8
+
+        size = None
+        for i, path in enumerate(files):
+            if stop.is_set():
+                return
+            rgb = to_uint8(decode_image(path).rgb).transpose(1, 2, 0)
+            if size is not None and rgb.shape != size:
+                raise UserError(f"{path}: a {rgb.shape[1]}x{rgb.shape[0]} frame among frames of "
+                                f"{size[1]}x{size[0]}; a clip's frames share one size")
+            size = rgb.shape
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+            frame.pts, frame.time_base = i, time_base
+            items.put(("video", frame))
 
     def decode() -> None:
         try:
-            for packet in container.demux(in_video, *in_audio):
-                if stop.is_set():
-                    return
-                if packet.stream.type == "audio":
-                    if packet.dts is not None:
-                        items.put(("audio", packet))
-                    continue
-                for frame in packet.decode():
-                    items.put(("video", frame))
+            decode_folder() if container is None else decode_clip()
         except BaseException as e:  # noqa: BLE001 - handed to the main thread, which raises it
             failure.append(e)
         finally:
@@ -159,10 +220,10 @@ def transform_video(src: str | Path, dst: str | Path, frames_fn: Callable[[torch
     reader = threading.Thread(target=decode, name="fastpercept-decode", daemon=True)
     written = 0
     try:
-        with atomic_write(dst) as tmp:
-            output = av.open(str(tmp), "w", format=muxer)
+        with (atomic_folder(dst) if to_frames else atomic_write(dst)) as tmp:
+            output = None if to_frames else av.open(str(tmp), "w", format=muxer)
             try:
-                out_audio = {s.index: output.add_stream_from_template(s) for s in in_audio}
+                out_audio = {s.index: output.add_stream_from_template(s) for s in in_audio} if output else {}
                 out_video = None
                 pending: list = []
                 held: list = []  # audio before the video stream exists (its size comes with the first batch)
@@ -174,23 +235,31 @@ def transform_video(src: str | Path, dst: str | Path, frames_fn: Callable[[torch
                     rotation = int(getattr(pending[0], "rotation", 0) or 0)
                     x = torch.stack([_to_tensor(f, rotation) for f in pending])
                     y = frames_fn(x).clamp(0, 1)
-                    if out_video is None:
-                        out_video = output.add_stream(codec, rate=in_video.average_rate or 25)
-                        out_video.width, out_video.height = int(y.shape[-1]) // 2 * 2, int(y.shape[-2]) // 2 * 2
-                        out_video.pix_fmt = "yuv420p"
-                        out_video.time_base = in_video.time_base
-                        out_video.codec_context.time_base = in_video.time_base
-                        out_video.options = {"crf": str(crf)}
-                        for packet in held:
-                            output.mux(packet)
-                        held.clear()
                     pixels = to_uint8(y).permute(0, 2, 3, 1).cpu().numpy()
-                    for frame, rgb in zip(pending, pixels):
-                        rgb = np.ascontiguousarray(rgb[: out_video.height, : out_video.width])
-                        out = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-                        out.pts, out.time_base = frame.pts, frame.time_base
-                        for packet in out_video.encode(out):
-                            output.mux(packet)
+                    if output is None:  # a folder of frames
+                        from PIL import Image
+
+                        from .images import write_image
+
+                        for k, rgb in enumerate(pixels):
+                            write_image(Image.fromarray(rgb), tmp / FRAME_NAME.format(written + k + 1))
+                    else:
+                        if out_video is None:
+                            out_video = output.add_stream(codec, rate=rate)
+                            out_video.width, out_video.height = int(y.shape[-1]) // 2 * 2, int(y.shape[-2]) // 2 * 2
+                            out_video.pix_fmt = "yuv420p"
+                            out_video.time_base = time_base
+                            out_video.codec_context.time_base = time_base
+                            out_video.options = {"crf": str(crf)}
+                            for packet in held:
+                                output.mux(packet)
+                            held.clear()
+                        for frame, rgb in zip(pending, pixels):
+                            rgb = np.ascontiguousarray(rgb[: out_video.height, : out_video.width])
+                            out = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+                            out.pts, out.time_base = frame.pts, frame.time_base
+                            for packet in out_video.encode(out):
+                                output.mux(packet)
                     written += len(pending)
                     pending.clear()
                     if progress:
@@ -200,6 +269,8 @@ def transform_video(src: str | Path, dst: str | Path, frames_fn: Callable[[torch
                 while (item := items.get()) is not None:
                     kind, payload = item
                     if kind == "audio":
+                        if output is None:
+                            continue
                         payload.stream = out_audio[payload.stream.index]
                         if out_video is None:
                             held.append(payload)
@@ -212,12 +283,14 @@ def transform_video(src: str | Path, dst: str | Path, frames_fn: Callable[[torch
                 if failure:
                     raise failure[0]
                 flush()
-                if out_video is None:
+                if not written:
                     raise UserError(f"{src}: no video frame could be decoded")
-                for packet in out_video.encode():
-                    output.mux(packet)
+                if output is not None:
+                    for packet in out_video.encode():
+                        output.mux(packet)
             finally:
-                output.close()
+                if output is not None:
+                    output.close()
     except av.error.FFmpegError as e:
         raise UserError(f"{src}: cannot decode the video, or encode {dst.name} ({e})") from None
     finally:
@@ -227,5 +300,6 @@ def transform_video(src: str | Path, dst: str | Path, frames_fn: Callable[[torch
                 items.get_nowait()
             except queue.Empty:
                 reader.join(timeout=0.1)
-        container.close()
+        if container is not None:
+            container.close()
     return dst
