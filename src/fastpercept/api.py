@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
-from typing import Union
+from typing import Callable, Union
 
 import torch
 from PIL import Image
@@ -28,12 +28,12 @@ from .video import DEFAULT_FPS, is_frames_output, is_video
 ImageLike = Union[Image.Image, str, os.PathLike, torch.Tensor]
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=32)
 def _cached_model(name_or_path: str, device: str) -> LoadedModel:
     return load_model(name_or_path, device=device)
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=32)
 def _cached_runner(name_or_path: str, device: str, precision: str, backend: str):
     """The model's runner, built once per process (a server or a batch keeps it warm)."""
     from .backends import make_runner
@@ -71,7 +71,8 @@ def _as_batch(image: torch.Tensor) -> torch.Tensor:
 
 def _transform(image: ImageLike, model_name: str, task: str, *, output: str | os.PathLike | None, max_size: int | None,
                tile: int | None, device: str, precision: str, backend: str, post, crf: int | None = None,
-               codec: str | None = None, stable: bool = False, fps: float = DEFAULT_FPS) -> ImageLike:
+               codec: str | None = None, stable: bool = False, fps: float = DEFAULT_FPS,
+               progress: Callable[[int], None] | None = None) -> ImageLike:
     # Checked before the model loads: a wrong kind of input should not wait for (or pay for) it.
     if not isinstance(image, (Image.Image, str, os.PathLike, torch.Tensor)):
         raise InputTypeError(f"cannot take a {type(image).__module__}.{type(image).__name__}: pass a PIL image, a "
@@ -94,7 +95,7 @@ def _transform(image: ImageLike, model_name: str, task: str, *, output: str | os
         raise UserError(f"{model_name}: a {model_task} model, not a {task} model")
     scale = runner.scale
     if video:
-        return _transform_video(Path(image), Path(output), runner, post, dev, tile, crf, codec, stable, fps)
+        return _transform_video(Path(image), Path(output), runner, post, dev, tile, crf, codec, stable, fps, progress)
     if isinstance(image, torch.Tensor):
         x = image_batch.to(dev)
         if output is not None and x.shape[0] != 1:
@@ -117,7 +118,7 @@ def _transform(image: ImageLike, model_name: str, task: str, *, output: str | os
 
 
 def _transform_video(src: Path, dst: Path, runner, post, dev: torch.device, tile: int | None, crf: int | None,
-                     codec: str | None, stable: bool, fps: float) -> Path:
+                     codec: str | None, stable: bool, fps: float, progress: Callable[[int], None] | None) -> Path:
     """Every frame of a clip through the runner and ``post``, in batches; see :mod:`fastpercept.video`.
 
     ``stable``: frames calmed along their motion before the network and settled after it
@@ -145,15 +146,20 @@ def _transform_video(src: Path, dst: Path, runner, post, dev: torch.device, tile
         return torch.from_numpy(np.stack(settled)).permute(0, 3, 1, 2)
 
     with tqdm(desc=src.name, unit="frame", file=sys.stderr, disable=not sys.stderr.isatty()) as bar:
+        def done(n: int) -> None:
+            bar.update(n - bar.n)
+            if progress:
+                progress(n)
+
         return transform_video(src, dst, frames, codec=codec, crf=DEFAULT_CRF if crf is None else crf,
-                               progress=lambda n: bar.update(n - bar.n), fps=fps)
+                               progress=done, fps=fps)
 
 
 def stylize(image: ImageLike, style: str | os.PathLike = DEFAULT_STYLE, *, strength: float = 1.0,
             preserve_color: bool = False, tile: int | None = None, max_size: int | None = None,
             device: str = "auto", precision: str = "auto", output: str | os.PathLike | None = None,
             backend: str = "auto", crf: int | None = None, codec: str | None = None, stable: bool = True,
-            fps: float = DEFAULT_FPS) -> ImageLike:
+            fps: float = DEFAULT_FPS, progress: Callable[[int], None] | None = None) -> ImageLike:
     """Stylize an image (or a video file, frame by frame, audio kept) with a trained style model.
 
     Args:
@@ -170,7 +176,8 @@ def stylize(image: ImageLike, style: str | os.PathLike = DEFAULT_STYLE, *, stren
             the encoder's quality and the encoder (default: x264 at crf 18; VP9 for .webm).
             A clip may also be a folder of frames (image files in name order, at ``fps``), and
             ``output`` a folder (no suffix, or ending in "/"): the frames are written there as
-            PNG files ``000001.png``, ... (without audio).
+            PNG files ``000001.png``, ... (without audio). ``progress`` is called with the
+            number of frames written so far.
         stable: for a video, calm the frames along their motion before the network and settle
             the outputs after it (no flicker; :class:`~fastpercept.temporal.StableFrames`);
             False stylizes each frame on its own.
@@ -185,13 +192,14 @@ def stylize(image: ImageLike, style: str | os.PathLike = DEFAULT_STYLE, *, stren
 
     return _transform(image, str(style), "style", output=output, max_size=max_size, tile=tile, device=device,
                       precision=precision, backend=backend, post=post, crf=crf, codec=codec, stable=stable,
-                      fps=fps)
+                      fps=fps, progress=progress)
 
 
 def upscale(image: ImageLike, model: str | os.PathLike = "x4", *, match_colors: bool = False, tile: int | None = None,
             max_size: int | None = None, device: str = "auto", precision: str = "auto",
             output: str | os.PathLike | None = None, backend: str = "auto", crf: int | None = None,
-            codec: str | None = None, fps: float = DEFAULT_FPS) -> ImageLike:
+            codec: str | None = None, fps: float = DEFAULT_FPS,
+            progress: Callable[[int], None] | None = None) -> ImageLike:
     """Super-resolve an image x4 or x8 with a trained SR model (same conventions as :func:`stylize`).
 
     ``match_colors``: match each color channel's histogram to the input's (the paper's
@@ -202,4 +210,5 @@ def upscale(image: ImageLike, model: str | os.PathLike = "x4", *, match_colors: 
         return match_histograms(y, x) if match_colors else y
 
     return _transform(image, str(model), "sr", output=output, max_size=max_size, tile=tile, device=device,
-                      precision=precision, backend=backend, post=post, crf=crf, codec=codec, fps=fps)
+                      precision=precision, backend=backend, post=post, crf=crf, codec=codec, fps=fps,
+                      progress=progress)

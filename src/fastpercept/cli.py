@@ -234,6 +234,20 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                    "(FILE.xml + FILE.bin); dynamic batch, height and width; the card in the metadata")
     p.add_argument("-o", "--output", required=True, help="the file to write")
 
+    p = sub.add_parser("serve", help="a local web app: stylize, upscale, video (pip install 'fastpercept[ui]')")
+    p.set_defaults(func=cmd_serve)
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: every interface)")
+    p.add_argument("--port", type=positive, default=7860, help="default 7860")
+    p.add_argument("--models", default=None, metavar="DIR", help="also offer the .safetensors models in DIR")
+    p.add_argument("--share", action="store_true", help="ask Gradio for a public share link (off by default)")
+    p.add_argument("--max-upload-mb", type=positive, default=50, help="largest upload accepted (default 50 MB)")
+    p.add_argument("--queue-size", type=positive, default=32,
+                   help="jobs that may wait while one runs (default 32; more are turned away)")
+    p.add_argument("--backend", default="auto", choices=["auto", "torch", "compile", "onnxruntime", "openvino"],
+                   help="inference runtime (as for stylize)")
+    _add_runtime(p)
+
     p = sub.add_parser("models", help="list shipped models")
     p.set_defaults(func=cmd_models)
     _add_json(p)
@@ -366,6 +380,14 @@ def cmd_train(a: argparse.Namespace) -> int:
     task = a.train_task
     task.train(_config(task.train_config, a))
     print(a.output)
+    return 0
+
+
+def cmd_serve(a: argparse.Namespace) -> int:
+    from .webapp import serve
+
+    serve(host=a.host, port=a.port, models_dir=a.models, share=a.share, max_upload_mb=a.max_upload_mb,
+          queue_size=a.queue_size, backend=a.backend, device=a.device, precision=a.precision)
     return 0
 
 

@@ -93,6 +93,19 @@ def _open(path: Path):
     return container
 
 
+def estimated_frames(path: str | Path) -> int:
+    """The clip's frame count from its metadata (no decoding; 0 where the container does not say)."""
+    container = _open(Path(path))
+    try:
+        stream = container.streams.video[0]
+        if stream.frames:
+            return int(stream.frames)
+        seconds = float(stream.duration * stream.time_base) if stream.duration else 0.0
+        return int(round(seconds * float(stream.average_rate or 0)))
+    finally:
+        container.close()
+
+
 def probe_video(path: str | Path) -> VideoInfo:
     """The clip's :class:`VideoInfo`, counting its frames by decoding (exact, also for VFR)."""
     import av

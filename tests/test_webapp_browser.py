@@ -1,0 +1,134 @@
+"""End to end: `fastpercept serve` driven in a real headless browser (Debian's chromium and
+chromium-driver, through Selenium). `.ci/run` installs what this needs."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from io import BytesIO
+
+import numpy as np
+import pytest
+from PIL import Image
+
+CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+pytestmark = pytest.mark.skipif(
+    not (CHROMIUM and DRIVER and importlib.util.find_spec("gradio") and importlib.util.find_spec("selenium")),
+    reason="needs fastpercept[ui], selenium and Debian's chromium + chromium-driver")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.status
+    except OSError:
+        return 0
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    port = _free_port()
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "fastpercept", "serve", "--port", str(port),
+                                 "--backend", "torch", "--precision", "fp32"], stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 180
+    while _status(url) != 200:
+        assert proc.poll() is None and time.time() < deadline, log.read_text()[-3000:]
+        time.sleep(1)
+    yield url, proc
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from selenium import webdriver
+
+    options = webdriver.ChromeOptions()
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000"):
+        options.add_argument(arg)
+    options.binary_location = CHROMIUM
+    driver = webdriver.Chrome(service=webdriver.ChromeService(DRIVER), options=options)
+    driver.implicitly_wait(0)
+    yield driver
+    driver.quit()
+
+
+def _wait(fn, timeout=120, what="the page"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = fn()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _upload(browser, url, path):
+    from selenium.webdriver.common.by import By
+
+    browser.get(url)
+    field = _wait(lambda: browser.find_elements(By.CSS_SELECTOR, "#stylize-input input[type=file]"), what="upload")
+    field[0].send_keys(str(path))
+    _wait(lambda: browser.find_elements(By.CSS_SELECTOR, "#stylize-input img"), what="the uploaded image")
+
+
+def test_upload_pick_a_style_and_get_a_stylized_image(server, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    url, _ = server
+    rng = np.random.default_rng(0)
+    photo = tmp_path / "photo.png"
+    Image.fromarray((np.kron(rng.random((12, 16, 3)), np.ones((8, 8, 1))) * 255).astype(np.uint8)).save(photo)
+    _upload(browser, url, photo)
+    # pick the_scream in the gallery: the style field follows
+    thumbs = browser.find_elements(By.CSS_SELECTOR, "#style-gallery button")
+    scream = next(t for t in thumbs if "the_scream" in t.text)
+    scream.click()
+    _wait(lambda: browser.find_element(By.CSS_SELECTOR, "#style-name input").get_attribute("value") == "the_scream",
+          what="the style to be picked")
+    browser.find_element(By.ID, "stylize-run").click()
+    link = _wait(lambda: [a.get_attribute("href") for a in browser.find_elements(By.CSS_SELECTOR, "#stylize-file a")
+                          if a.get_attribute("href")], what="the result")[0]
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#stylize-result img")) == 2  # before and after
+    with urllib.request.urlopen(link, timeout=30) as r:
+        result = np.asarray(Image.open(BytesIO(r.read())).convert("RGB"), dtype=np.float32)
+    source = np.asarray(Image.open(photo).convert("RGB"), dtype=np.float32)
+    assert result.shape == source.shape
+    assert np.abs(result - source).mean() > 10
+
+
+def test_a_corrupt_file_is_a_message_in_the_page_and_the_server_goes_on(server, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    url, proc = server
+    good = tmp_path / "good.png"
+    Image.new("RGB", (64, 48), (200, 120, 40)).save(good)
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(good.read_bytes()[:60])
+    browser.get(url)
+    field = _wait(lambda: browser.find_elements(By.CSS_SELECTOR, "#stylize-input input[type=file]"), what="upload")
+    field[0].send_keys(str(corrupt))
+    time.sleep(1)
+    browser.find_element(By.ID, "stylize-run").click()
+    message = _wait(lambda: "corrupt.png: cannot read image" in browser.find_element(By.TAG_NAME, "body").text,
+                    what="the error message")
+    assert message
+    assert proc.poll() is None and _status(url) == 200
+    # ... and the next job runs
+    _upload(browser, url, good)
+    browser.find_element(By.ID, "stylize-run").click()
+    _wait(lambda: browser.find_elements(By.CSS_SELECTOR, "#stylize-file a"), what="the next result")
