@@ -236,7 +236,8 @@ def build_app(handlers: Handlers):
                     lr = gr.Image(type="filepath", sources=["upload", "clipboard"], label="Small image",
                                   elem_id="upscale-input")
                     sr_names = list(handlers.catalogue.sr)
-                    model = gr.Radio(sr_names, value=sr_names[0] if sr_names else None, label="Model")
+                    model = gr.Radio(sr_names, value="x4" if "x4" in sr_names else next(iter(sr_names), None),
+                                     label="Model (x4: perceptual loss; x4-pixel: per-pixel loss)")
                     run_sr = gr.Button("Upscale", variant="primary", elem_id="upscale-run")
                 with gr.Column():
                     sr_result = gr.ImageSlider(label="Bicubic / network (drag to compare)", type="filepath",
