@@ -112,3 +112,31 @@ def test_two_styles_with_one_name_are_refused(inputs, tmp_path):
     root, styles = inputs
     with pytest.raises(UserError, match="same name"):
         TASK.train(_cfg(inputs, tmp_path / "m.safetensors", style_images=(styles[0], styles[0])))
+
+
+def test_a_blend_is_parsed_normalized_and_checked():
+    from fastpercept.tasks.multistyle import parse_blend
+
+    names = ["mosaic", "udnie", "wave_crop"]
+    assert parse_blend("udnie", names) == {"udnie": 1.0}
+    assert parse_blend("mosaic:3, udnie:1", names) == {"mosaic": 0.75, "udnie": 0.25}
+    for bad, message in (("starry", "not in this model"), ("mosaic:x", "not a number"), ("mosaic:-1", ">= 0"),
+                         ("", "choose a style"), ("mosaic:0", "choose a style")):
+        with pytest.raises(UserError, match=message):
+            parse_blend(bad, names)
+
+
+def test_baking_one_style_gives_a_plain_style_model_with_that_styles_card():
+    from fastpercept.tasks.multistyle import bake
+
+    net = _net(styles=2)
+    card = {"task": "multistyle", **net.config.to_dict(), "style_names": ["red", "blue"],
+            "style_images": ["red.png", "blue.png"], "style_weights": [5.0, 50.0], "content_weight": 1.0}
+    model = bake(net, card, {"blue": 1.0})
+    assert model.card["task"] == "style" and model.card["style_image"] == "blue.png"
+    assert model.card["style_weight"] == 50.0 and "styles" not in model.card
+    x = torch.rand(1, 3, 24, 24)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), net(x, style=torch.tensor([0.0, 1.0])), atol=1e-5, rtol=0)
+    blend = bake(net, card, {"red": 0.5, "blue": 0.5})
+    assert blend.card["style_weight"] == 27.5 and blend.name == "red:0.5,blue:0.5"
