@@ -130,7 +130,7 @@ def _transform_video(src: Path, dst: Path, runner, post, dev: torch.device, tile
     from tqdm import tqdm
 
     from .temporal import StableFrames
-    from .video import DEFAULT_CRF, transform_video
+    from .video import DEFAULT_CRF, estimated_frames, frame_files, transform_video
 
     stable_frames = StableFrames() if stable else None
 
@@ -145,7 +145,8 @@ def _transform_video(src: Path, dst: Path, runner, post, dev: torch.device, tile
         settled = [stable_frames.settle(o) for o in y.permute(0, 2, 3, 1).numpy()]
         return torch.from_numpy(np.stack(settled)).permute(0, 3, 1, 2)
 
-    with tqdm(desc=src.name, unit="frame", file=sys.stderr, disable=not sys.stderr.isatty()) as bar:
+    total = (len(frame_files(src)) if src.is_dir() else estimated_frames(src)) or None  # for the ETA
+    with tqdm(desc=src.name, total=total, unit="frame", file=sys.stderr, disable=not sys.stderr.isatty()) as bar:
         def done(n: int) -> None:
             bar.update(n - bar.n)
             if progress:
