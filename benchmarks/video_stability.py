@@ -98,7 +98,7 @@ def main() -> None:
     p.add_argument("--clip", type=Path, default=SHARED / "video" / "bikes.mp4")
     p.add_argument("--frames", type=int, default=60)
     p.add_argument("--model", default="mosaic")
-    p.add_argument("--weights", default=f"{STABLE_INPUT_WEIGHT}:{STABLE_OUTPUT_WEIGHT},0.9:0,0:0.4",
+    p.add_argument("--weights", default=f"{STABLE_INPUT_WEIGHT}:{STABLE_OUTPUT_WEIGHT},0.9:0.1,0.9:0.15,0.8:0,0:0.4",
                    help="stable-mode input:output weight pairs to compare")
     p.add_argument("--norm-momenta", default="0.1", help="instance-norm smoothing momenta to compare ('': none)")
     p.add_argument("--style-image", type=Path, default=None, help="default: the card's file in ../shared/data/styles")

@@ -56,8 +56,8 @@ def _track(dis, g_prev: np.ndarray, g_now: np.ndarray, gx: np.ndarray, gy: np.nd
 
 # The previous frame's share, where it is visible, in the stable mode's two blends (measured:
 # benchmarks/video_stability.py and the README's video table).
-STABLE_INPUT_WEIGHT = 0.9
-STABLE_OUTPUT_WEIGHT = 0.15
+STABLE_INPUT_WEIGHT = 0.8
+STABLE_OUTPUT_WEIGHT = 0.1
 
 
 def _carry(previous: np.ndarray, track: tuple[np.ndarray, np.ndarray, np.ndarray], weight: float,
