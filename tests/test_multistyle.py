@@ -140,3 +140,25 @@ def test_baking_one_style_gives_a_plain_style_model_with_that_styles_card():
         torch.testing.assert_close(model(x), net(x, style=torch.tensor([0.0, 1.0])), atol=1e-5, rtol=0)
     blend = bake(net, card, {"red": 0.5, "blue": 0.5})
     assert blend.card["style_weight"] == 27.5 and blend.name == "red:0.5,blue:0.5"
+
+
+def test_a_multi_style_model_file_is_used_as_model_at_style_or_blend(tmp_path):
+    import fastpercept
+    from fastpercept.models import load_model, save_model
+
+    net = _net(styles=2)
+    card = {"task": "multistyle", **net.config.to_dict(), "style_names": ["red", "blue"],
+            "style_images": ["red.png", "blue.png"], "style_weights": [5.0, 50.0]}
+    path = save_model(net, tmp_path / "two.safetensors", card)
+    with pytest.raises(UserError, match="choose a style as two.safetensors@red"):
+        load_model(path)
+    x = torch.rand(1, 3, 32, 32)
+    chosen = load_model(f"{path}@blue")
+    assert chosen.card["task"] == "style" and chosen.name == "blue"
+    with torch.no_grad():
+        expected = net.float()(x, style=torch.tensor([0.3, 0.7]))
+        torch.testing.assert_close(load_model(f"{path}@red:3,blue:7")(x), expected, atol=2e-3, rtol=0)
+    out = fastpercept.stylize(x, f"{path}@red", backend="torch", precision="fp32", device="cpu")
+    assert out.shape == x.shape
+    with pytest.raises(UserError, match="only a multi-style model"):
+        load_model("mosaic@red")

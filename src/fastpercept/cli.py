@@ -205,7 +205,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p = sub.add_parser("stylize", help="stylize images or folders with a trained style")
     p.set_defaults(func=cmd_stylize)
     _add_images(p)
-    p.add_argument("--style", default=None, help="shipped style name or model file (default: mosaic)")
+    p.add_argument("--style", default=None,
+                   help="shipped style name or model file (default: mosaic); a multi-style model as MODEL@style "
+                        "or a blend MODEL@a:0.7,b:0.3")
     p.add_argument("--strength", type=_unit, default=1.0, help="0 = input, 1 = full style")
     p.add_argument("--preserve-color", action="store_true", help="keep the input's colors")
     p.add_argument("--stable", action=argparse.BooleanOptionalAction, default=True,

@@ -26,7 +26,7 @@ from .graphs import Graph, graph_path, load_openvino, model_key, openvino_bf16
 from .images import decode_image, to_uint8, write_image
 from .listing import check_image_output, refuse_overwriting_inputs
 from .memory import MIN_SIDE, available_memory, pass_budget
-from .models import read_card, resolve_model_path
+from .models import read_card, resolve_model_path, split_style_choice
 
 
 @dataclass
@@ -67,6 +67,8 @@ def lean_runner(model: str, task: str, *, backend: str, device: str, precision: 
         return None
     from safetensors.numpy import load_file
 
+    if split_style_choice(model)[1] is not None:
+        return None  # a style of a multi-style model: baked by the full path
     path = resolve_model_path(model)
     card = read_card(path)
     if card.get("task") != task:

@@ -47,18 +47,32 @@ def shipped_models() -> list[dict[str, Any]]:
     return out
 
 
+# ``MODEL@style`` or ``MODEL@a:0.7,b:0.3``: one style, or a blend, of a multi-style model.
+STYLE_CHOICE = "@"
+
+
+def split_style_choice(name_or_path: str | os.PathLike) -> tuple[str, str | None]:
+    """``("MODEL", "style choice")`` of ``MODEL@choice``; ``(name, None)`` without one."""
+    text = str(name_or_path)
+    if STYLE_CHOICE in text and not Path(text).expanduser().exists():
+        model, _, choice = text.rpartition(STYLE_CHOICE)
+        return model, choice
+    return text, None
+
+
 def resolve_model_path(name_or_path: str | os.PathLike) -> Path:
-    """A shipped model's name (``mosaic``, ``x4``) or a path to a ``.safetensors`` file."""
-    candidate = Path(name_or_path).expanduser()
+    """A shipped model's name (``mosaic``, ``x4``) or a path to a ``.safetensors`` file (a
+    ``@style`` choice after it is ignored here: see :func:`load_model`)."""
+    candidate = Path(split_style_choice(name_or_path)[0]).expanduser()
     if candidate.suffix == MODEL_SUFFIX or candidate.exists():
         if not candidate.is_file():
             raise UserError(f"{candidate}: model file not found")
         return candidate
-    shipped = shipped_dir() / f"{name_or_path}{MODEL_SUFFIX}"
+    shipped = shipped_dir() / f"{candidate}{MODEL_SUFFIX}"
     if shipped.is_file():
         return shipped
     names = ", ".join(m.stem for m in sorted(shipped_dir().glob(f"*{MODEL_SUFFIX}"))) or "none"
-    raise UserError(f"{name_or_path}: no such model (shipped: {names}; or pass a .safetensors file)")
+    raise UserError(f"{candidate}: no such model (shipped: {names}; or pass a .safetensors file)")
 
 
 def read_card(path: str | os.PathLike) -> dict[str, Any]:
@@ -136,9 +150,14 @@ class LoadedModel:
 
 
 def load_model(name_or_path: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedModel:
-    """Load a shipped model by name or a model file: the network (eval mode, fp32) and its card."""
+    """Load a shipped model by name or a model file: the network (eval mode, fp32) and its card.
+
+    A multi-style model needs a style choice, ``MODEL@style`` or a blend ``MODEL@a:0.7,b:0.3``:
+    the result is then a plain style model of that style or blend.
+    """
     import torch
 
+    choice = split_style_choice(name_or_path)[1]
     path = resolve_model_path(name_or_path)
     card = read_card(path)
     try:
@@ -160,4 +179,18 @@ def load_model(name_or_path: str | os.PathLike, device: str | torch.device = "cp
         raise UserError(f"{path}: {len(broken)} weight tensor(s) hold NaN or infinity ({broken[0]}, ...): "
                         "a diverged or damaged model")
     net.load_state_dict(state)
+    if card.get("task") == "multistyle" or choice is not None:
+        return _chosen_style(net.eval(), card, path, choice).to(device)
     return LoadedModel(net.eval().to(device), card, path.stem)
+
+
+def _chosen_style(net: TransformNet, card: dict[str, Any], path: Path, choice: str | None) -> LoadedModel:
+    from .tasks.multistyle import bake, parse_blend
+
+    if card.get("task") != "multistyle":
+        raise UserError(f"{path}: {STYLE_CHOICE}{choice}: only a multi-style model holds several styles")
+    names = list(card.get("style_names", []))
+    if choice is None:
+        raise UserError(f"{path}: a multi-style model ({', '.join(names)}): choose a style as {path.name}"
+                        f"{STYLE_CHOICE}{names[0]} or a blend as {path.name}{STYLE_CHOICE}{names[0]}:0.5,...")
+    return bake(net, card, parse_blend(choice, names))
