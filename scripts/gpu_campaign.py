@@ -87,6 +87,14 @@ STYLES = {
 # Issue 17(a): does starting from another style's network help? Same flags as the_scream, trained
 # side by side, so the eval JSON compares the two at equal wall time.
 INIT_FROM = {"the_scream-from-mosaic": ("the_scream", "mosaic")}
+# Issue 14: half-width networks (--arch half) for real-time video, on their full-width style's flags.
+HALF = {"mosaic-half": "mosaic"}
+
+
+def base_style(name: str) -> str:
+    """The STYLES entry whose image and weight a model's job uses."""
+    return INIT_FROM[name][0] if name in INIT_FROM else HALF.get(name, name)
+
 
 # The shipped SR cards' flags. Their batch sizes are kept: ten trainings share the GPU, so a larger
 # batch would not buy throughput, and the models stay comparable with the shipped ones.
@@ -99,7 +107,7 @@ SR = {
     "x8": ["--scale", "8", "--loss", "feat", "--patch-size", "128", "--batch-size", "8", "--tv-weight", "1e-5",
            "--upsample", "nearest", *SR_COMMON],
 }
-ALL_MODELS = (*STYLES, *INIT_FROM, *SR)
+ALL_MODELS = (*STYLES, *INIT_FROM, *HALF, *SR)
 
 
 def mib(n: float) -> str:
@@ -273,12 +281,15 @@ class Campaign:
                 jobs.append(Job(name, "sr", SR[name], f"{campaign} (target {a.sr_iters} iterations, never meant "
                                                       "to be reached); the shipped card's flags."))
                 continue
-            base, init = INIT_FROM.get(name, (name, None))
+            base, init = base_style(name), INIT_FROM.get(name, (None, None))[1]
             s = STYLES[base]
             flags = ["--style-image", str(self.pack / "styles" / s.image), "--style-weight", str(s.weight),
                      "--style-size", str(s.size), "--batch-size", "4", "--image-size", str(a.image_size)]
             notes = (f"{campaign} if {a.iters} iterations at batch 4 are not reached. "
                      f"Style weight {s.weight:g}: {s.why}.")
+            if name in HALF:
+                flags += ["--arch", "half"]
+                notes += " Half width (--arch half) for real-time video (issue 14)."
             if init:
                 flags += ["--init-from", init]
                 notes += f" Started from {init} (issue 17a), trained side by side with {base} from scratch."
@@ -397,7 +408,7 @@ class Campaign:
         base = [sys.executable, "-m", "fastpercept", "eval"]
         dev = ["--device", self.a.device]
         if job.task == "style":
-            image = STYLES[INIT_FROM.get(job.name, (job.name,))[0]].image
+            image = STYLES[base_style(job.name)].image
             return [("heldout", [*base, "style", "--model", str(path), "--content", str(self.pack / "heldout"),
                                  "--size", str(self.a.eval_size), "--json", "--style-image",
                                  str(self.pack / "styles" / image), *dev])]

@@ -24,7 +24,8 @@ def test_campaign_dry_run(shared_data, vgg, tmp_path):  # vgg: the weights are r
     # 75 s less 55 s reserved) stops it with SIGTERM and its model comes from the checkpoint.
     done = subprocess.run([sys.executable, str(SCRIPT), "run", "--pack", str(pack), "--out", str(out),
                            "--work", str(tmp_path / "work"), "--minutes", "1.25", "--reserve", "55",
-                           "--models", "mosaic,the_scream-from-mosaic,x4-pixel", "--iters", "3", "--image-size", "32",
+                           "--models", "mosaic,the_scream-from-mosaic,mosaic-half,x4-pixel", "--iters", "3",
+                           "--image-size", "32",
                            "--eval-size", "64", "--device", "cpu", "--precision", "fp32", "--workers", "0",
                            "--checkpoint-every", "1", "--report-every", "10", "--grace", "20"],
                           capture_output=True, text=True, timeout=150)
@@ -37,7 +38,7 @@ def test_campaign_dry_run(shared_data, vgg, tmp_path):  # vgg: the weights are r
     models = summary["models"]
     assert summary["pack"]["vgg16"]["deepest"] == "relu4_3"
 
-    for name in ("mosaic", "the_scream-from-mosaic"):
+    for name in ("mosaic", "the_scream-from-mosaic", "mosaic-half"):
         m = models[name]
         assert (m["status"], m["train_rc"], m["iterations"]) == ("finished", 0, 3)
         assert math.isfinite(m["eval"]["heldout"]["network"]["total"])
@@ -55,6 +56,7 @@ def test_campaign_dry_run(shared_data, vgg, tmp_path):  # vgg: the weights are r
         assert net.card["task"] == m["task"]
         assert net.card["stages"][-1]["iterations"] == m["iterations"]
     # The fine-tuned style's card counts its source's iterations too; the summary counts this run's.
+    assert fastpercept.load_model(tmp_path / "models" / "mosaic-half.safetensors").card["arch"] == "half"
     scream = fastpercept.load_model(tmp_path / "models" / "the_scream-from-mosaic.safetensors").card
     assert scream["iterations"] > 3 and scream["vgg_sha256"] == vgg.sha256
     with tarfile.open(out / "logs.tar.gz") as t:
