@@ -113,6 +113,36 @@ def test_the_network_sees_upright_rgb_in_batches(tmp_path):
     assert seen == [(3, 3, 48, 64), (3, 3, 48, 64), (1, 3, 48, 64)]
 
 
+def rotate_display(clip: Path, dst: Path) -> Path:
+    """``clip`` with a 90-degree display rotation in its track header (what a phone writes for a
+    portrait clip): PyAV cannot write one, so the tkhd box's matrix is patched."""
+    import struct
+
+    data = bytearray(clip.read_bytes())
+    box = data.find(b"tkhd")
+    assert box > 0 and data[box + 4] == 0  # version 0 header
+    matrix = box + 4 + 4 + 20 + 8 + 8  # flags, times/ids/duration, reserved, layer..reserved
+    assert struct.unpack(">9i", data[matrix:matrix + 36]) == (65536, 0, 0, 0, 65536, 0, 0, 0, 1 << 30)
+    data[matrix:matrix + 36] = struct.pack(">9i", 0, 65536, 0, -65536, 0, 0, 0, 0, 1 << 30)
+    dst.write_bytes(bytes(data))
+    return dst
+
+
+def test_a_display_rotation_is_applied_to_the_frames(tmp_path):
+    clip = rotate_display(make_clip(tmp_path / "c.mp4", frames=4, audio=False), tmp_path / "portrait.mp4")
+    assert probe_video(clip).rotation == -90  # FFmpeg reads the header as a portrait clip
+    seen = []
+    out = transform_video(clip, tmp_path / "o.mp4", lambda x: seen.append(x) or x)
+    assert tuple(seen[0].shape[-2:]) == (64, 48)  # the network sees the frames upright (portrait)
+    info = probe_video(out)
+    assert (info.width, info.height, info.rotation) == (48, 64, 0)  # written upright, no rotation flag left
+    with av.open(str(out)) as c:
+        frame = next(c.decode(video=0)).to_ndarray(format="rgb24").astype(float)
+    # The clip's gradient runs left (dark) to right (bright); turned clockwise it runs top to bottom.
+    assert frame[:8].mean() + 40 < frame[-8:].mean()
+    assert abs(frame[:, :8].mean() - frame[:, -8:].mean()) < 10
+
+
 def test_upscale_a_clip(tmp_path, capsys):
     clip = make_clip(tmp_path / "small.mp4", frames=6, size=(32, 24))
     code, _, err = run_cli(capsys, "upscale", clip, "-o", tmp_path / "big.mp4", "--backend", "torch")
