@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -103,3 +105,10 @@ def test_models_in_a_folder_join_the_catalogue(tmp_path):
     assert "mosaic" in catalogue.styles and "x4" in catalogue.sr and "broken" not in catalogue.styles
     with pytest.raises(UserError, match="not a folder"):
         find_models(tmp_path / "missing")
+
+
+def test_every_style_gets_a_thumbnail_made_once(handlers):
+    shots = handlers.thumbnails(size=48)
+    assert [name for _, name in shots] == list(handlers.catalogue.styles)
+    first = {path: os.stat(path).st_mtime_ns for path, _ in shots}
+    assert {path: os.stat(path).st_mtime_ns for path, _ in handlers.thumbnails(size=48)} == first

@@ -160,9 +160,8 @@ class Handlers:
     def thumbnails(self, size: int = THUMBNAIL_SIZE) -> list[tuple[str, str]]:
         """``[(image, style name)]``: the bundled example photo in every style, made once per model."""
         from .api import stylize
-        from .models import shipped_dir as _shipped
 
-        example = _shipped().parent / "example.jpg"
+        example = shipped_dir().parent / "example.jpg"
         shots = []
         for name, path in self.catalogue.styles.items():
             out = self.workdir / "thumbnails" / f"{Path(name).stem}.jpg"
