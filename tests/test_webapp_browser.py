@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from io import BytesIO
 
@@ -42,7 +43,8 @@ def server(tmp_path_factory):
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     with open(log, "w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "fastpercept", "serve", "--port", str(port),
-                                 "--backend", "torch", "--precision", "fp32"], stdout=out, stderr=subprocess.STDOUT)
+                                 "--backend", "torch", "--precision", "fp32", "--max-upload-mb", "1"], stdout=out,
+                                stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.time() + 180
     while _status(url) != 200:
@@ -132,3 +134,24 @@ def test_a_corrupt_file_is_a_message_in_the_page_and_the_server_goes_on(server, 
     _upload(browser, url, good)
     browser.find_element(By.ID, "stylize-run").click()
     _wait(lambda: browser.find_elements(By.CSS_SELECTOR, "#stylize-file a"), what="the next result")
+
+
+def _post_file(url: str, name: str, data: bytes) -> tuple[int, str]:
+    boundary = "fastpercept-test-boundary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"{name}\"\r\n"
+            "Content-Type: application/octet-stream\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    request = urllib.request.Request(url, data=body, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def test_uploads_above_the_limit_are_refused(server):
+    url, proc = server
+    status, text = _post_file(url + "gradio_api/upload", "big.png", bytes(1536 * 1024))  # 1.5 MB, limit 1 MB
+    assert status >= 400 and "maximum allowed size" in text
+    status, _ = _post_file(url + "gradio_api/upload", "small.png", bytes(1000))
+    assert status == 200 and proc.poll() is None
