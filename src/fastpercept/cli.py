@@ -125,8 +125,11 @@ def _add_training(p: argparse.ArgumentParser, R: type) -> None:
     _add_runtime(p)
 
 
-# Commands whose flags need the training and evaluation modules (and PyTorch) to be described.
-_HEAVY_COMMANDS = ("train", "optimize", "eval")
+# Commands whose flags need the training and evaluation modules (and PyTorch) to be described,
+# with their one line of help.
+_HEAVY_COMMANDS = {"train": "train a model of one of the tasks",
+                   "optimize": "the Gatys et al. optimization baseline on the same objective",
+                   "eval": "measure a model"}
 
 
 def _add_heavy_commands(sub) -> None:
@@ -135,7 +138,7 @@ def _add_heavy_commands(sub) -> None:
     from .tasks import get_task, task_names
     from .tasks.sr import SR_SCALES
 
-    train = sub.add_parser("train", help="train a model of one of the tasks")
+    train = sub.add_parser("train", help=_HEAVY_COMMANDS["train"])
     tsub = train.add_subparsers(dest="task", required=True)
     for name in task_names():
         task = get_task(name)
@@ -144,7 +147,7 @@ def _add_heavy_commands(sub) -> None:
         task.add_arguments(p)
         p.set_defaults(func=cmd_train, train_task=task)
 
-    p = sub.add_parser("optimize", help="the Gatys et al. optimization baseline on the same objective")
+    p = sub.add_parser("optimize", help=_HEAVY_COMMANDS["optimize"])
     p.set_defaults(func=cmd_optimize)
     p.add_argument("--content", required=True, help="content image")
     p.add_argument("--style", required=True, help="style image")
@@ -160,7 +163,7 @@ def _add_heavy_commands(sub) -> None:
     add_objective(p)
     _add_runtime(p)
 
-    ev = sub.add_parser("eval", help="measure a model")
+    ev = sub.add_parser("eval", help=_HEAVY_COMMANDS["eval"])
     esub = ev.add_subparsers(dest="task", required=True)
     p = esub.add_parser("style", help="objective terms of a style model's outputs (vs optimization)")
     p.set_defaults(func=cmd_eval_style)
@@ -222,9 +225,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                    help="match the output's color histograms to the input's (the paper's post-processing)")
 
     if command is not None and command not in _HEAVY_COMMANDS:
-        for name, summary in (("train", "train a model of one of the tasks"),
-                              ("optimize", "the Gatys et al. optimization baseline on the same objective"),
-                              ("eval", "measure a model")):
+        for name, summary in _HEAVY_COMMANDS.items():
             sub.add_parser(name, help=summary)
     else:
         _add_heavy_commands(sub)
