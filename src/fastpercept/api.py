@@ -72,7 +72,7 @@ def _as_batch(image: torch.Tensor) -> torch.Tensor:
 def _transform(image: ImageLike, model_name: str, task: str, *, output: str | os.PathLike | None, max_size: int | None,
                tile: int | None, device: str, precision: str, backend: str, post, crf: int | None = None,
                codec: str | None = None, stable: bool = False, fps: float = DEFAULT_FPS,
-               progress: Callable[[int], None] | None = None) -> ImageLike:
+               progress: Callable[[int, int], None] | None = None) -> ImageLike:
     # Checked before the model loads: a wrong kind of input should not wait for (or pay for) it.
     if not isinstance(image, (Image.Image, str, os.PathLike, torch.Tensor)):
         raise InputTypeError(f"cannot take a {type(image).__module__}.{type(image).__name__}: pass a PIL image, a "
@@ -118,7 +118,7 @@ def _transform(image: ImageLike, model_name: str, task: str, *, output: str | os
 
 
 def _transform_video(src: Path, dst: Path, runner, post, dev: torch.device, tile: int | None, crf: int | None,
-                     codec: str | None, stable: bool, fps: float, progress: Callable[[int], None] | None) -> Path:
+                     codec: str | None, stable: bool, fps: float, progress: Callable[[int, int], None] | None) -> Path:
     """Every frame of a clip through the runner and ``post``, in batches; see :mod:`fastpercept.video`.
 
     ``stable``: frames calmed along their motion before the network and settled after it
@@ -130,7 +130,7 @@ def _transform_video(src: Path, dst: Path, runner, post, dev: torch.device, tile
     from tqdm import tqdm
 
     from .temporal import StableFrames
-    from .video import DEFAULT_CRF, estimated_frames, frame_files, transform_video
+    from .video import DEFAULT_CRF, transform_video
 
     stable_frames = StableFrames() if stable else None
 
@@ -145,12 +145,12 @@ def _transform_video(src: Path, dst: Path, runner, post, dev: torch.device, tile
         settled = [stable_frames.settle(o) for o in y.permute(0, 2, 3, 1).numpy()]
         return torch.from_numpy(np.stack(settled)).permute(0, 3, 1, 2)
 
-    total = (len(frame_files(src)) if src.is_dir() else estimated_frames(src)) or None  # for the ETA
-    with tqdm(desc=src.name, total=total, unit="frame", file=sys.stderr, disable=not sys.stderr.isatty()) as bar:
-        def done(n: int) -> None:
+    with tqdm(desc=src.name, unit="frame", file=sys.stderr, disable=not sys.stderr.isatty()) as bar:
+        def done(n: int, total: int) -> None:
+            bar.total = total or None  # known from the first batch on: the bar shows the time left
             bar.update(n - bar.n)
             if progress:
-                progress(n)
+                progress(n, total)
 
         return transform_video(src, dst, frames, codec=codec, crf=DEFAULT_CRF if crf is None else crf,
                                progress=done, fps=fps)
@@ -160,7 +160,7 @@ def stylize(image: ImageLike, style: str | os.PathLike = DEFAULT_STYLE, *, stren
             preserve_color: bool = False, tile: int | None = None, max_size: int | None = None,
             device: str = "auto", precision: str = "auto", output: str | os.PathLike | None = None,
             backend: str = "auto", crf: int | None = None, codec: str | None = None, stable: bool = True,
-            fps: float = DEFAULT_FPS, progress: Callable[[int], None] | None = None) -> ImageLike:
+            fps: float = DEFAULT_FPS, progress: Callable[[int, int], None] | None = None) -> ImageLike:
     """Stylize an image (or a video file, frame by frame, audio kept) with a trained style model.
 
     Args:
@@ -177,8 +177,8 @@ def stylize(image: ImageLike, style: str | os.PathLike = DEFAULT_STYLE, *, stren
             the encoder's quality and the encoder (default: x264 at crf 18; VP9 for .webm).
             A clip may also be a folder of frames (image files in name order, at ``fps``), and
             ``output`` a folder (no suffix, or ending in "/"): the frames are written there as
-            PNG files ``000001.png``, ... (without audio). ``progress`` is called with the
-            number of frames written so far.
+            PNG files ``000001.png``, ... (without audio). ``progress(done, total)`` follows the
+            frames (total from the container's metadata; 0 where it does not say).
         stable: for a video, calm the frames along their motion before the network and settle
             the outputs after it (no flicker; :class:`~fastpercept.temporal.StableFrames`);
             False stylizes each frame on its own.
@@ -200,7 +200,7 @@ def upscale(image: ImageLike, model: str | os.PathLike = "x4", *, match_colors: 
             max_size: int | None = None, device: str = "auto", precision: str = "auto",
             output: str | os.PathLike | None = None, backend: str = "auto", crf: int | None = None,
             codec: str | None = None, fps: float = DEFAULT_FPS,
-            progress: Callable[[int], None] | None = None) -> ImageLike:
+            progress: Callable[[int, int], None] | None = None) -> ImageLike:
     """Super-resolve an image x4 or x8 with a trained SR model (same conventions as :func:`stylize`).
 
     ``match_colors``: match each color channel's histogram to the input's (the paper's

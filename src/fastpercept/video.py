@@ -5,9 +5,9 @@ and the main thread encodes; a bounded queue between them keeps memory flat what
 clip's length. Every frame keeps its timestamp (variable frame rate included), so the output has
 the input's frame count, frame rate and duration; the audio streams are copied packet for packet;
 a display rotation is applied to the pixels (the output plays upright without it). The output is
-written to a temporary file and renamed: it is complete or absent, also after Ctrl-C.
-
-Per-frame stylization only (no temporal smoothing yet).
+written to a temporary file and renamed: it is complete or absent, also after Ctrl-C. A clip may
+also be a folder of frames, in or out. (Temporal stability is the caller's: see
+:mod:`fastpercept.temporal`.)
 """
 
 from __future__ import annotations
@@ -93,17 +93,12 @@ def _open(path: Path):
     return container
 
 
-def estimated_frames(path: str | Path) -> int:
-    """The clip's frame count from its metadata (no decoding; 0 where the container does not say)."""
-    container = _open(Path(path))
-    try:
-        stream = container.streams.video[0]
-        if stream.frames:
-            return int(stream.frames)
-        seconds = float(stream.duration * stream.time_base) if stream.duration else 0.0
-        return int(round(seconds * float(stream.average_rate or 0)))
-    finally:
-        container.close()
+def _metadata_frames(stream) -> int:
+    """A video stream's frame count from the container's metadata (0 where it does not say)."""
+    if stream.frames:
+        return int(stream.frames)
+    seconds = float(stream.duration * stream.time_base) if stream.duration else 0.0
+    return int(round(seconds * float(stream.average_rate or 0)))
 
 
 def probe_video(path: str | Path) -> VideoInfo:
@@ -134,9 +129,9 @@ def probe_video(path: str | Path) -> VideoInfo:
 
 
 def _to_tensor(frame, rotation: int) -> torch.Tensor:
+    """A decoded frame as (3, H, W) float32 in [0, 1], turned upright."""
     import torch
 
-    """A decoded frame as (3, H, W) float32 in [0, 1], turned upright."""
     rgb = torch.from_numpy(frame.to_ndarray(format="rgb24")).permute(2, 0, 1).float() / 255.0
     quarter_turns = (rotation // 90) % 4
     # FFmpeg's rotation is counter-clockwise in degrees; rot90 with k > 0 turns counter-clockwise.
@@ -145,7 +140,7 @@ def _to_tensor(frame, rotation: int) -> torch.Tensor:
 
 def transform_video(src: str | Path, dst: str | Path, frames_fn: Callable[[torch.Tensor], torch.Tensor], *,
                     batch: int = 4, codec: str | None = None, crf: int = DEFAULT_CRF,
-                    progress: Callable[[int], None] | None = None, fps: float = DEFAULT_FPS) -> Path:
+                    progress: Callable[[int, int], None] | None = None, fps: float = DEFAULT_FPS) -> Path:
     """Write ``dst``: every frame of ``src`` through ``frames_fn``, timestamps and audio kept.
 
     ``src`` is a video file, or a folder of frames (image files in name order, at ``fps``);
@@ -157,7 +152,8 @@ def transform_video(src: str | Path, dst: str | Path, frames_fn: Callable[[torch
         batch: frames per ``frames_fn`` call.
         codec: video encoder (default by container: libx264, or libvpx-vp9 for .webm).
         crf: the encoder's constant-quality setting.
-        progress: called with the number of frames written so far.
+        progress: called after each batch with ``(frames written, frames in all)``; the total
+            comes from the container's metadata (0 where it does not say) or the frames folder.
         fps: the frame rate of a folder of frames.
     Raises:
         UserError: unreadable or truncated input, an output container we do not write, an
@@ -187,11 +183,13 @@ def transform_video(src: str | Path, dst: str | Path, frames_fn: Callable[[torch
         files, container, in_audio = frame_files(src), None, []
         rate = Fraction(fps).limit_denominator(1001)
         time_base = 1 / rate
+        total = len(files)
     else:
         container = _open(src)
         in_video = container.streams.video[0]
         in_audio = list(container.streams.audio)
         rate, time_base = in_video.average_rate or 25, in_video.time_base
+        total = _metadata_frames(in_video)
         if to_frames and in_audio:
             log.warning("%s: frames carry no audio; the clip's audio is not written", src)
 
@@ -207,7 +205,7 @@ def transform_video(src: str | Path, dst: str | Path, frames_fn: Callable[[torch
                 items.put(("video", frame))
 
     def decode_folder() -> None:
-        from .images import decode_image, to_uint8
+        from .images import decode_image
 
         size = None
         for i, path in enumerate(files):
@@ -276,7 +274,7 @@ def transform_video(src: str | Path, dst: str | Path, frames_fn: Callable[[torch
                     written += len(pending)
                     pending.clear()
                     if progress:
-                        progress(written)
+                        progress(written, total)
 
                 reader.start()
                 while (item := items.get()) is not None:

@@ -147,14 +147,12 @@ class Handlers:
         """The stylized clip (H.264, audio kept, stable mode): its path. ``progress(done, total)``
         follows the frames (total from the container's metadata; 0 where it does not say)."""
         from .api import stylize
-        from .video import estimated_frames
 
         src = self._input(video, "a video")
         model = self._model(self.catalogue.styles, style, "style")
         with self._named(src):
-            total = estimated_frames(src)
             out = stylize(src, model, strength=strength, output=self._out(f"{src.stem}_{style}", ".mp4"),
-                          progress=(lambda n: progress(n, total)) if progress else None, **self.runtime)
+                          progress=progress, **self.runtime)
         return str(out)
 
     def thumbnails(self, size: int = THUMBNAIL_SIZE) -> list[tuple[str, str]]:
