@@ -45,9 +45,6 @@ class _GivenStatsGraph(_PlainGraph):
         return self.net(image, [(stats[i], stats[i + 1]) for i in range(0, len(stats), 2)])
 
 
-GRAPH_KINDS = ("plain", "stats", "given_stats")
-
-
 def export_onnx(net: TransformNet, path: str | os.PathLike, kind: str = "plain",
                 metadata: dict[str, str] | None = None) -> Path:
     """Write ``net`` as an ONNX graph with dynamic batch, height and width.

@@ -49,7 +49,7 @@ class LeanRunner:
         per_pixel, budget = pass_budget((1, 3, h, w), self.scale, self.precision, available_memory("cpu"))
         if h * w * per_pixel > budget:  # the full path tiles it
             return False
-        y = np.clip(self.graph([image.rgb[None]])[0][0], 0.0, 1.0)
+        y = self.graph([image.rgb[None]])[0][0]  # to_uint8 clamps to [0, 1], as the full path's clamp
         write_image(Image.fromarray(np.ascontiguousarray(to_uint8(y).transpose(1, 2, 0))), dst)
         return True
 

@@ -104,6 +104,7 @@ class StableFrames:
         self._calmed: np.ndarray | None = None
         self._settled: np.ndarray | None = None
         self._tracks: deque = deque()  # per calmed frame, in order, until its output is settled
+        self._grid: tuple[np.ndarray, np.ndarray] | None = None  # pixel coordinates, made once per clip
 
     def calm(self, frame: np.ndarray) -> np.ndarray:
         """The network's input for the next frame: (H, W, 3) uint8 RGB -> (H, W, 3) float32 in [0, 1]."""
@@ -111,7 +112,9 @@ class StableFrames:
         current = frame.astype(np.float32) / 255
         track = None
         if self._gray is not None and self._gray.shape == gray.shape:
-            track = _track(self._dis, self._gray, gray, *_grid(*gray.shape))
+            if self._grid is None or self._grid[0].shape != gray.shape:
+                self._grid = _grid(*gray.shape)
+            track = _track(self._dis, self._gray, gray, *self._grid)
             current = _carry(self._calmed, track, self.input_weight, current)
         self._gray, self._calmed = gray, current
         self._tracks.append(track)
