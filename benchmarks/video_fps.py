@@ -18,31 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import av
+from clips import cut_clip
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-def resized_clip(src: Path, dst: Path, size: tuple[int, int] | None, frames: int | None) -> int:
-    """``src``'s first ``frames`` frames (all: None) at ``size`` (as is: None), H.264 crf 18; returns the count."""
-    n = 0
-    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
-        stream_in = inp.streams.video[0]
-        stream = out.add_stream("libx264", rate=stream_in.average_rate or 25, options={"crf": "18"})
-        stream.width, stream.height = size or (stream_in.width, stream_in.height)
-        stream.pix_fmt = "yuv420p"
-        for frame in inp.decode(stream_in):
-            if frames is not None and n == frames:
-                break
-            if size:
-                frame = frame.reformat(width=size[0], height=size[1])
-            frame.pts = None
-            for packet in stream.encode(frame):
-                out.mux(packet)
-            n += 1
-        for packet in stream.encode():
-            out.mux(packet)
-    return n
 
 
 def main() -> None:
@@ -59,7 +37,7 @@ def main() -> None:
     for label, size, frames in ((f"{a.clip.name} (as is)", None, None), ("640x480", (640, 480), a.frames),
                                 ("1280x720", (1280, 720), a.frames)):
         path = work / f"{label.split()[0]}.mp4"
-        clips.append((label, path, resized_clip(a.clip, path, size, frames)))
+        clips.append((label, path, cut_clip(a.clip, path, frames, size)))
     rows = []
     for model in a.models.split(","):
         for mode in a.modes.split(","):

@@ -22,7 +22,6 @@ import sys
 import time
 from pathlib import Path
 
-import av
 import numpy as np
 import torch
 
@@ -36,18 +35,9 @@ from fastpercept.temporal import STABLE_INPUT_WEIGHT, STABLE_OUTPUT_WEIGHT, Stab
 from fastpercept.vgg import VGG16Features
 from fastpercept.weights import resolve_vgg16
 
+from clips import read_frames
+
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-def read_frames(path: Path, count: int) -> list[np.ndarray]:
-    """The first ``count`` frames of a clip as (H, W, 3) uint8 RGB."""
-    frames = []
-    with av.open(str(path)) as container:
-        for frame in container.decode(video=0):
-            frames.append(frame.to_ndarray(format="rgb24"))
-            if len(frames) == count:
-                break
-    return frames
 
 
 def stylize_clip(runner, frames: list[np.ndarray], weights: tuple[float, float] | None = None,

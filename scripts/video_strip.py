@@ -8,41 +8,17 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 from pathlib import Path
 
-import av
 from PIL import Image
 
 import fastpercept
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def frames(path: Path, count: int) -> list[Image.Image]:
-    out = []
-    with av.open(str(path)) as c:
-        for frame in c.decode(video=0):
-            out.append(frame.to_image())
-            if len(out) == count:
-                break
-    return out
-
-
-def first_frames(src: Path, dst: Path, count: int) -> Path:
-    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
-        s_in = inp.streams.video[0]
-        s = out.add_stream("libx264", rate=s_in.average_rate or 25, options={"crf": "16"})
-        s.width, s.height, s.pix_fmt = s_in.width, s_in.height, "yuv420p"
-        for i, frame in enumerate(inp.decode(s_in)):
-            if i == count:
-                break
-            frame.pts = None
-            for packet in s.encode(frame):
-                out.mux(packet)
-        for packet in s.encode():
-            out.mux(packet)
-    return dst
+sys.path.insert(0, str(REPO / "benchmarks"))
+from clips import cut_clip, read_frames  # noqa: E402
 
 
 def main() -> None:
@@ -57,9 +33,10 @@ def main() -> None:
 
     count = (a.columns - 1) * a.step + 1
     with tempfile.TemporaryDirectory() as tmp:
-        clip = first_frames(a.clip, Path(tmp) / "in.mp4", count)
+        clip = Path(tmp) / "in.mp4"
+        cut_clip(a.clip, clip, count, crf=16)
         out = fastpercept.stylize(clip, a.style, output=Path(tmp) / "out.mp4")
-        rows = [frames(clip, count)[:: a.step], frames(out, count)[:: a.step]]
+        rows = [[Image.fromarray(f) for f in read_frames(path)[:: a.step]] for path in (clip, out)]
     w = a.width
     h = round(rows[0][0].height * w / rows[0][0].width)
     strip = Image.new("RGB", (w * a.columns, h * 2), "white")

@@ -23,6 +23,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 ASSETS = REPO / "src" / "fastpercept" / "assets"
+sys.path.insert(0, str(REPO / "benchmarks"))
+from clips import cut_clip  # noqa: E402
 
 
 def wait(fn, timeout=300):
@@ -32,25 +34,6 @@ def wait(fn, timeout=300):
             return value
         time.sleep(0.5)
     raise TimeoutError
-
-
-def first_second(src: Path, dst: Path, frames: int = 25) -> Path:
-    """The first ``frames`` frames of ``src``, with its audio dropped (a short clip for the demo)."""
-    import av
-
-    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
-        stream_in = inp.streams.video[0]
-        stream = out.add_stream("libx264", rate=stream_in.average_rate or 25)
-        stream.width, stream.height, stream.pix_fmt = stream_in.width, stream_in.height, "yuv420p"
-        for i, frame in enumerate(inp.decode(stream_in)):
-            if i == frames:
-                break
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame.to_ndarray(format="rgb24"),
-                                                                   format="rgb24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return dst
 
 
 def main() -> None:
@@ -107,8 +90,8 @@ def main() -> None:
         tab("Upscale")
         run("upscale-input", ASSETS / "example-lr.png", "upscale-run", "#upscale-result img", "webapp-upscale.jpg")
         tab("Video")
-        run("video-input", first_second(a.clip, work / "clip.mp4"), "video-run", "#video-result video",
-            "webapp-video.jpg")
+        cut_clip(a.clip, work / "clip.mp4", frames=25)  # the first second, no audio
+        run("video-input", work / "clip.mp4", "video-run", "#video-result video", "webapp-video.jpg")
     finally:
         if driver:
             driver.quit()
