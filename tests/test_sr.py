@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fastpercept.api import upscale
-from fastpercept.data import sr_pair
+from fastpercept.data import SRPair
 from fastpercept.errors import UserError
 from fastpercept.eval_sr import eval_sr, format_sr_table, make_lr, score_sr
 from fastpercept.images import load_image
@@ -441,7 +441,7 @@ def test_sr_images_smaller_than_the_patch(tmp_path):
 
 def test_sr_pair_shapes_levels_and_determinism():
     img = torch.from_numpy(_photo(np.random.default_rng(3), 50, 61)).permute(2, 0, 1)[None].float() / 255
-    t = sr_pair(32, 4, 1.0)
+    t = SRPair(32, 4, 1.0)
     lr, hr = t(img, np.random.default_rng(7))
     assert lr.shape == (3, 8, 8) and hr.shape == (3, 32, 32)
     assert lr.dtype == hr.dtype == torch.float32 and 0 <= lr.min() and lr.max() <= 1
@@ -458,7 +458,7 @@ def test_sr_pair_shapes_levels_and_determinism():
     _, hr3 = t(img, np.random.default_rng(8))
     assert not torch.equal(hr, hr3)
     # no blur differs from blur 1.0
-    lr0, hr0 = sr_pair(32, 4, 0.0)(img, np.random.default_rng(7))
+    lr0, hr0 = SRPair(32, 4, 0.0)(img, np.random.default_rng(7))
     assert torch.equal(hr0, hr) and not torch.equal(lr0, lr)
     with pytest.raises(UserError, match="multiple"):
-        sr_pair(30, 4, 1.0)
+        SRPair(30, 4, 1.0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -18,6 +19,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset
 
+from .degradation import DegradationConfig, degrade_real
 from .errors import UserError
 from .images import load_image, to_uint8
 from .listing import list_images
@@ -78,7 +80,7 @@ class RandomCrops(Dataset):
 
     ``dataset[i]`` is the (3, size, size) float32 tensor in [0, 1] for global sample index ``i``
     (any non-negative int; epochs are successive seeded permutations of the files). A
-    ``transform(image (1, 3, H, W), rng)`` replaces the crop (see :func:`sr_pair`).
+    ``transform(image (1, 3, H, W), rng)`` replaces the crop (see :class:`SRPair`).
     """
 
     def __init__(self, files: Sequence[Path], size: int, seed: int,
@@ -165,27 +167,58 @@ class SampleRange(torch.utils.data.Sampler[int]):
         return max(0, self.last_step - self.first_step) * self.batch_size
 
 
-def sr_pair(patch_size: int, scale: int, blur_sigma: float) -> Callable[[torch.Tensor, np.random.Generator], tuple]:
+# Real degradations see this much more of the photo on every side of the HR patch (HR pixels,
+# where the photo has it): the blur and the final sinc filter read real neighbours instead of
+# mirrored ones, and the 8x8 JPEG grid falls at any offset of the LR patch (Real-ESRGAN
+# degrades 400 px and then crops its 256 px patches for the same reasons).
+REAL_MARGIN = 16
+
+
+@dataclass(frozen=True)
+class SRPair:
     """A transform for :class:`RandomCrops` giving super-resolution pairs ``(lr, hr)``.
 
     hr: a random ``patch_size`` crop (no resizing: that would destroy the detail SR learns),
-    under one of the 8 flips/rotations. lr: :func:`fastpercept.resize.degrade` of it —
-    Gaussian blur ``blur_sigma`` (0: none), then MATLAB-compatible bicubic by ``1/scale``.
+    under one of the 8 flips/rotations. lr, with ``degradation`` None (clean):
+    :func:`fastpercept.resize.degrade` of it — Gaussian blur ``blur_sigma`` (0: none), then
+    MATLAB-compatible bicubic by ``1/scale``. With a
+    :class:`~fastpercept.degradation.DegradationConfig`: Real-ESRGAN's high-order degradation
+    (:func:`~fastpercept.degradation.degrade_real`) of a crop up to :data:`REAL_MARGIN` larger on
+    every side, cut to the patch afterwards (``blur_sigma`` unused). Both quantized to 8 bits.
     Shapes (3, p/scale, p/scale) and (3, p, p), float32 in [0, 1].
-    """
-    if patch_size % scale:
-        raise UserError(f"--patch-size {patch_size} is not a multiple of the scale {scale}")
 
-    def transform(img: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    Every random choice comes from the ``rng`` of the call (one per sample): a plain, picklable
+    object, so loader workers make the same pairs as the main process.
+    """
+
+    patch_size: int
+    scale: int
+    blur_sigma: float
+    degradation: DegradationConfig | None = None
+
+    def __post_init__(self) -> None:
+        if self.patch_size % self.scale:
+            raise UserError(f"--patch-size {self.patch_size} is not a multiple of the scale {self.scale}")
+
+    def __call__(self, img: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        p, s = self.patch_size, self.scale
+        margin = REAL_MARGIN if self.degradation is not None else 0
         h, w = img.shape[-2:]
-        top, left = int(rng.integers(0, h - patch_size + 1)), int(rng.integers(0, w - patch_size + 1))
-        hr = img[..., top:top + patch_size, left:left + patch_size]
+        # The crop: the patch plus up to ``margin`` per side, in whole LR pixels (p alone when clean).
+        crop_h, crop_w = (p + (min(n, p + 2 * margin) - p) // s * s for n in (h, w))
+        top, left = int(rng.integers(0, h - crop_h + 1)), int(rng.integers(0, w - crop_w + 1))
+        hr = img[..., top:top + crop_h, left:left + crop_w]
         k = int(rng.integers(0, 8))
         hr = torch.rot90(hr, k % 4, dims=(-2, -1))
         if k >= 4:
             hr = hr.flip(-1)
-        # LR inputs at test time are 8-bit files: train on the same quantized levels.
-        lr = to_uint8(degrade(hr, scale, blur_sigma)).float() / 255
+        if self.degradation is None:
+            # LR inputs at test time are 8-bit files: train on the same quantized levels.
+            lr = to_uint8(degrade(hr, s, self.blur_sigma)).float() / 255
+            return lr[0].contiguous(), hr[0].contiguous()
+        lr = degrade_real(hr, s, rng, self.degradation)
+        # The patch at a random whole-LR-pixel offset inside the degraded crop.
+        y, x = (int(rng.integers(0, (n - p) // s + 1)) for n in hr.shape[-2:])
+        lr = lr[..., y:y + p // s, x:x + p // s]
+        hr = hr[..., y * s:y * s + p, x * s:x * s + p]
         return lr[0].contiguous(), hr[0].contiguous()
-
-    return transform

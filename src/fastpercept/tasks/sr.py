@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import logging
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -10,7 +12,8 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from ..data import RandomCrops, scan_image_files, sr_pair
+from ..data import RandomCrops, SRPair, scan_image_files
+from ..degradation import PIPELINE_NAME, DegradationConfig
 from ..errors import UserError
 from ..losses import (ObjectiveWeights, check_layers, check_weight, feature_reconstruction_loss, pixel_loss,
                       total_variation_loss)
@@ -21,6 +24,7 @@ from . import Task
 # The scales offered by training, evaluation and the CLI (the network itself takes any power of two).
 SR_SCALES = (4, 8)
 SR_LOSSES = ("feat", "pixel")
+SR_DEGRADATIONS = ("clean", "real")  # bicubic (+ blur_sigma), or Real-ESRGAN's high-order model
 MIN_LR_PATCH = 8  # LR side of a training patch: the 9x9 first layer needs context around it
 
 
@@ -32,7 +36,8 @@ class SRConfig(RunConfig):
     scale: int = 4
     loss: str = "feat"
     patch_size: int = 288
-    blur_sigma: float = 1.0
+    blur_sigma: float = 1.0  # clean degradation only
+    degradation: str = "clean"
     content_layer: str = ObjectiveWeights.content_layer
     content_weight: float = ObjectiveWeights.content_weight
     tv_weight: float = ObjectiveWeights.tv_weight
@@ -48,6 +53,8 @@ class SRConfig(RunConfig):
         super().validate()
         if self.loss not in SR_LOSSES:
             raise UserError(f"--loss must be feat or pixel, not {self.loss!r}")
+        if self.degradation not in SR_DEGRADATIONS:
+            raise UserError(f"--degradation must be clean or real, not {self.degradation!r}")
         if self.scale not in SR_SCALES:
             raise UserError(f"--scale must be one of {', '.join(map(str, SR_SCALES))}, not {self.scale}")
         if self.patch_size % self.scale:
@@ -75,10 +82,13 @@ def setup(cfg: SRConfig) -> TrainingSetup:
     net_config = model.config
     if net_config.scale != cfg.scale:
         raise UserError(f"{cfg.init_from}: an x{net_config.scale} model, not x{cfg.scale}")
+    real = DegradationConfig() if cfg.degradation == "real" else None
     card: dict[str, Any] = {
         "task": "sr", "arch": "srnet", **net_config.to_dict(), "loss": cfg.loss, "patch_size": cfg.patch_size,
-        "blur_sigma": cfg.blur_sigma, "dataset": f"{cfg.data} ({len(files)} images)",
-        **source_reference(cfg.init_from),
+        # blur_sigma is part of the clean degradation only; the real one names its whole config.
+        **({"blur_sigma": cfg.blur_sigma, "degradation": "clean"} if real is None else
+           {"degradation": {"name": PIPELINE_NAME, "config": real.to_dict()}}),
+        "dataset": f"{cfg.data} ({len(files)} images)", **source_reference(cfg.init_from),
     }
     frozen: list[nn.Module] = []
     if cfg.loss == "feat":
@@ -109,9 +119,13 @@ def setup(cfg: SRConfig) -> TrainingSetup:
             pixel = pixel_loss(net(lr), hr)
             return {"pixel": pixel, "total": pixel}
 
-    samples = RandomCrops(files, cfg.patch_size, cfg.seed, transform=sr_pair(cfg.patch_size, cfg.scale, cfg.blur_sigma))
+    samples = RandomCrops(files, cfg.patch_size, cfg.seed,
+                          transform=SRPair(cfg.patch_size, cfg.scale, cfg.blur_sigma, real))
+    identity = {"data_files": files_digest(cfg.data, files)}
+    if real is not None:  # --resume refuses checkpoints made under other degradation defaults
+        identity["degradation"] = hashlib.sha256(json.dumps(real.to_dict(), sort_keys=True).encode()).hexdigest()
     return TrainingSetup(model=model, samples=samples, loss=loss, card=card, frozen=frozen, init_card=init_card,
-                         identity={"data_files": files_digest(cfg.data, files)})
+                         identity=identity)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -124,7 +138,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--patch-size", type=positive, default=None,
                    help=f"HR patch side (px), a multiple of the scale (default {SRConfig.patch_size})")
     p.add_argument("--blur-sigma", type=float, default=None,
-                   help=f"Gaussian blur before downscaling (0: none; default {SRConfig.blur_sigma})")
+                   help=f"Gaussian blur before downscaling, clean degradation (0: none; default {SRConfig.blur_sigma})")
+    p.add_argument("--degradation", default=None, choices=list(SR_DEGRADATIONS),
+                   help="how LR inputs are made from HR patches: bicubic after --blur-sigma (clean, default) or "
+                        "Real-ESRGAN's blur, resize, noise and JPEG in two rounds (real: for real photos)")
     p.add_argument("--content-weight", type=float, default=None, help=f"default {SRConfig.content_weight}")
     p.add_argument("--tv-weight", type=float, default=None, help=f"default {SRConfig.tv_weight}")
     p.add_argument("--content-layer", default=None, help=f"default {SRConfig.content_layer}")
@@ -138,7 +155,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def describe(card: Mapping[str, Any]) -> str:
-    return f"x{card.get('scale')} {card.get('loss')} loss"
+    real = ", real-photo degradations" if isinstance(card.get("degradation"), dict) else ""
+    return f"x{card.get('scale')} {card.get('loss')} loss{real}"
 
 
 TASK = Task(
@@ -150,7 +168,7 @@ TASK = Task(
     setup=setup,
     add_arguments=add_arguments,
     describe=describe,
-    stage_keys=("loss", "patch_size", "blur_sigma", "content_weight", "tv_weight"),
+    stage_keys=("loss", "patch_size", "blur_sigma", "degradation", "content_weight", "tv_weight"),
     required_keys=("scale",),
     # Model files written before these keys existed hold the paper's SR network.
     legacy_arch={"upsample": "deconv", "skip": "none"},
