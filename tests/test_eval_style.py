@@ -17,8 +17,8 @@ from fastpercept.data import center_crop
 from fastpercept.errors import UserError
 from fastpercept.eval_style import eval_style, find_style_image, format_style_table, iterations_to_match
 from fastpercept.images import load_image
-from fastpercept.backends import TorchRunner
-from fastpercept.inference import run_network
+from fastpercept.runtime.torch_runner import TorchRunner
+from fastpercept.runtime.tiling import run_network
 from fastpercept.losses import ObjectiveWeights, StyleObjective
 from fastpercept.models import load_model, save_model
 from fastpercept.nets.style import StyleNet, StyleNetConfig

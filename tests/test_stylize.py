@@ -15,8 +15,9 @@ from PIL import Image
 
 import fastpercept
 from fastpercept.images import load_image
-from fastpercept.backends import TorchRunner
-from fastpercept.inference import preserve_color, run_network
+from fastpercept.runtime.torch_runner import TorchRunner
+from fastpercept.runtime.color import preserve_color
+from fastpercept.runtime.tiling import run_network
 from fastpercept.models import save_model
 from fastpercept.nets.style import StyleNet, StyleNetConfig
 
@@ -98,17 +99,17 @@ def test_tiled_matches_untiled_without_seams(model_file):
 def test_images_too_big_for_memory_are_tiled_automatically(model_file, monkeypatch, caplog):
     net = fastpercept.load_model(model_file)
     x = torch.rand(1, 3, 300, 300)
-    monkeypatch.setattr("fastpercept.inference.available_memory", lambda device: 10**9)
+    monkeypatch.setattr("fastpercept.runtime.tiling.available_memory", lambda device: 10**9)
     assert run_network(TorchRunner(net.net), x).shape == x.shape and not caplog.records  # fits: one pass
     # 100 MB free: one fp32 pass of 300x300 (144 MB estimated) does not fit; 192 px tiles would,
     # raised to the network's least tile (4 x its receptive radius of 54 px)
-    monkeypatch.setattr("fastpercept.inference.available_memory", lambda device: 10**8)
+    monkeypatch.setattr("fastpercept.runtime.tiling.available_memory", lambda device: 10**8)
     with caplog.at_level("WARNING", logger="fastpercept"):
         auto = run_network(TorchRunner(net.net), x)
     assert "216 px tiles" in caplog.text
     assert torch.equal(auto, run_network(TorchRunner(net.net), x, tile=216))
     # not even the input and output fit: one clear error, not the OOM killer
-    monkeypatch.setattr("fastpercept.inference.available_memory", lambda device: 10**6)
+    monkeypatch.setattr("fastpercept.runtime.tiling.available_memory", lambda device: 10**6)
     with pytest.raises(fastpercept.errors.UserError, match="300x300 image needs .* --max-size"):
         run_network(TorchRunner(net.net), x)
 

@@ -7,6 +7,7 @@ internal error. Batches go on past a bad file, report it, and exit 2 at the end.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import json
 import logging
@@ -15,50 +16,11 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from . import __version__
+from .cli_args import (VGG_HELP, OneLineParser, add_backend, add_objective, add_runtime, add_training,
+                       ints as _ints, positive, unit as _unit)
 from .errors import Interrupted, UserError
 
 log = logging.getLogger("fastpercept")
-
-VGG_HELP = "VGG-16 weights file (default: found as `fastpercept weights` shows)"
-
-
-def _csv(text: str) -> tuple[str, ...]:
-    return tuple(t.strip() for t in text.split(",") if t.strip())
-
-
-def _ints(text: str) -> list[int]:
-    try:
-        return [int(t) for t in _csv(text)]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-
-
-def _unit(text: str) -> float:
-    v = float(text)
-    if not 0.0 <= v <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
-    return v
-
-
-def positive(text: str) -> int:
-    v = int(text)
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return v
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse, with usage errors as one line (like every other error) instead of the usage block."""
-
-    def error(self, message: str):
-        self.exit(2, f"fastpercept: error: {message} (see `{self.prog} --help`)\n")
-
-
-def _add_runtime(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: cuda if available")
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
-                   help="auto: bf16 on CUDA and on CPUs with native bf16 (AMX, AVX512-BF16), else fp32")
-
 
 def _add_images(p: argparse.ArgumentParser) -> None:
     """What `stylize` and `upscale` share: inputs, output, input size, tiles, device."""
@@ -71,8 +33,8 @@ def _add_images(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tile", type=positive, default=None, help="process in tiles of this many input pixels")
     p.add_argument("--overwrite", action="store_true",
                    help="replace files that already exist where outputs go (default: report and skip them)")
-    p.add_argument("--backend", default="auto", choices=["auto", "torch", "compile", "onnxruntime", "openvino"],
-                   help="inference runtime (auto: the fastest installed; onnxruntime/openvino are extras)")
+    add_backend(p, "inference runtime (auto: the fastest installed: OpenVINO on the CPU, PyTorch on CUDA; torch and "
+                   "compile need fastpercept[train], onnxruntime fastpercept[onnx])")
     p.add_argument("--crf", type=int, default=None, help="videos: the encoder's constant quality (default 18)")
     p.add_argument("--codec", default=None, help="videos: the encoder (default libx264; libvpx-vp9 for .webm)")
     p.add_argument("--frames", action="store_true",
@@ -80,49 +42,11 @@ def _add_images(p: argparse.ArgumentParser) -> None:
                         "order), -o a video file or a folder that receives PNG frames 000001.png, ...")
     p.add_argument("--fps", type=float, default=None,
                    help="--frames: the frame rate of a folder of frames (default 25)")
-    _add_runtime(p)
+    add_runtime(p)
 
 
 def _add_json(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
-
-
-# Training and objective flags default to None: the library's dataclasses (RunConfig,
-# each task's config, ObjectiveWeights) hold each default once; `_config` fills them in.
-def add_objective(p: argparse.ArgumentParser) -> None:
-    from .losses import STYLE_SIZE, ObjectiveWeights as W
-
-    p.add_argument("--content-weight", type=float, default=None, help=f"default {W.content_weight}")
-    p.add_argument("--style-weight", type=float, default=None, help=f"default {W.style_weight}")
-    p.add_argument("--tv-weight", type=float, default=None, help=f"default {W.tv_weight}")
-    p.add_argument("--content-layer", default=None, help=f"default {W.content_layer}")
-    p.add_argument("--style-layers", type=_csv, default=None, help=f"default {','.join(W.style_layers)}")
-    p.add_argument("--style-size", type=positive, default=None,
-                   help=f"longest side of the style image (px; never enlarged): sets the scale of the strokes "
-                        f"(default {STYLE_SIZE})")
-    p.add_argument("--vgg-weights", default=None, help=VGG_HELP)
-
-
-def _add_training(p: argparse.ArgumentParser, R: type) -> None:
-    """The flags every training run has; ``R`` is the task's config class (for the help's defaults)."""
-    p.add_argument("--data", required=True, help="folder tree of training photos")
-    p.add_argument("-o", "--output", required=True, help="MODEL.safetensors")
-    p.add_argument("--iters", type=positive, default=None, help=f"training steps (default {R.iters})")
-    p.add_argument("--batch-size", type=positive, default=None, help=f"default {R.batch_size}")
-    p.add_argument("--lr", type=float, default=None, help=f"Adam step size (default {R.lr})")
-    p.add_argument("--lr-schedule", default=None, choices=["constant", "cosine"],
-                   help="constant (default) or cosine annealing from --lr to 0 at --iters")
-    p.add_argument("--checkpoint-every", type=positive, default=None, help=f"steps (default {R.checkpoint_every})")
-    p.add_argument("--checkpoint-dir", default=None, help="default: MODEL.ckpt beside the output")
-    p.add_argument("--resume", action="store_true", help="continue from the newest good checkpoint")
-    p.add_argument("--seed", type=int, default=None, help=f"default {R.seed}")
-    p.add_argument("--workers", type=int, default=None, help=f"data loader processes (default {R.workers})")
-    p.add_argument("--log-every", type=positive, default=None, help=f"steps between CSV rows (default {R.log_every})")
-    p.add_argument("--compile", action="store_true", help="torch.compile the network and losses (faster steps)")
-    p.add_argument("--init-from", default=None, help="fine-tune from an existing model of the same task")
-    p.add_argument("--notes", default=None,
-                   help="what was tried and why these settings, kept in the model card (may be given on --resume)")
-    _add_runtime(p)
 
 
 # Commands whose flags need the training and evaluation modules (and PyTorch) to be described,
@@ -143,7 +67,7 @@ def _add_heavy_commands(sub) -> None:
     for name in task_names():
         task = get_task(name)
         p = tsub.add_parser(name, help=task.summary)
-        _add_training(p, task.train_config)
+        add_training(p, task.train_config)
         task.add_arguments(p)
         p.set_defaults(func=cmd_train, train_task=task)
 
@@ -161,7 +85,7 @@ def _add_heavy_commands(sub) -> None:
     p.add_argument("--lr", type=float, default=None, help="Adam step size (default 0.05) or L-BFGS lr (default 1)")
     p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     add_objective(p)
-    _add_runtime(p)
+    add_runtime(p)
 
     ev = sub.add_parser("eval", help=_HEAVY_COMMANDS["eval"])
     esub = ev.add_subparsers(dest="task", required=True)
@@ -180,7 +104,7 @@ def _add_heavy_commands(sub) -> None:
     p.add_argument("--vgg-weights", default=None, help=VGG_HELP)
     p.add_argument("--style-image", default=None,
                    help="the model's style image (default: its card's file name, looked up in the usual places)")
-    _add_runtime(p)
+    add_runtime(p)
 
     p = esub.add_parser("sr", help="PSNR/SSIM (Y) and LPIPS of an SR model or bicubic on a benchmark folder")
     p.set_defaults(func=cmd_eval_sr)
@@ -193,7 +117,14 @@ def _add_heavy_commands(sub) -> None:
     p.add_argument("--tile", type=positive, default=None, help="run the network in tiles of this many pixels")
     p.add_argument("--lpips-net", default="alex", choices=["alex", "vgg"], help="LPIPS backbone (default alex)")
     _add_json(p)
-    _add_runtime(p)
+    add_runtime(p)
+
+
+def _needs_training(command: str) -> Callable[[argparse.Namespace], int]:
+    def refuse(a: argparse.Namespace) -> int:
+        raise UserError(f"`{command}` needs PyTorch, which is not installed: pip install 'fastpercept[train]'")
+
+    return refuse
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -224,9 +155,11 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--match-colors", action="store_true",
                    help="match the output's color histograms to the input's (the paper's post-processing)")
 
-    if command is not None and command not in _HEAVY_COMMANDS:
+    if (command is not None and command not in _HEAVY_COMMANDS) or importlib.util.find_spec("torch") is None:
         for name, summary in _HEAVY_COMMANDS.items():
-            sub.add_parser(name, help=summary)
+            stub = sub.add_parser(name, help=f"{summary} (fastpercept[train])", add_help=False, prefix_chars="\0")
+            stub.add_argument("rest", nargs=argparse.REMAINDER)
+            stub.set_defaults(func=_needs_training(name))
     else:
         _add_heavy_commands(sub)
 
@@ -247,9 +180,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--max-upload-mb", type=positive, default=50, help="largest upload accepted (default 50 MB)")
     p.add_argument("--queue-size", type=positive, default=32,
                    help="jobs that may wait while one runs (default 32; more are turned away)")
-    p.add_argument("--backend", default="auto", choices=["auto", "torch", "compile", "onnxruntime", "openvino"],
-                   help="inference runtime (as for stylize)")
-    _add_runtime(p)
+    add_backend(p, "inference runtime (as for stylize)")
+    add_runtime(p)
 
     p = sub.add_parser("models", help="list shipped models")
     p.set_defaults(func=cmd_models)
@@ -312,20 +244,6 @@ def _one_clip(a: argparse.Namespace, full: Callable[[Path, Path], object]) -> in
     return 0
 
 
-def _with_lean_start(a: argparse.Namespace, model: str, task: str, plain: bool,
-                     full: Callable[[Path, Path], object]) -> Callable[[Path, Path], object]:
-    """``full``, or where :mod:`fastpercept.lean` can (``plain``: no option it lacks), the lean start
-    for photos (no PyTorch import), falling back to ``full`` for what it does not do."""
-    from .lean import lean_runner
-    from .video import is_video
-
-    lean = lean_runner(model, task, backend=a.backend, device=a.device, precision=a.precision) \
-        if plain and a.tile is None else None
-    if lean is None:
-        return full
-    return lambda s, d: None if not is_video(s) and lean.transform(s, d, a.max_size) else full(s, d)
-
-
 def cmd_stylize(a: argparse.Namespace) -> int:
     from .models import DEFAULT_STYLE, resolve_model_path
 
@@ -339,13 +257,12 @@ def cmd_stylize(a: argparse.Namespace) -> int:
 
         return stylize(s, style, strength=a.strength, preserve_color=a.preserve_color, tile=a.tile,
                        max_size=a.max_size, device=a.device, precision=a.precision, output=d, backend=a.backend,
-                       crf=a.crf, codec=a.codec, stable=a.stable, **_fps(a))
+                       crf=a.crf, codec=a.codec, stable=a.stable, progress=sys.stderr.isatty() or None, **_fps(a))
 
     if a.frames:
         return _one_clip(a, full)
     pairs, failed = _planned(a, suffix=Path(str(style)).stem)
-    plain = a.strength == 1 and not a.preserve_color
-    return _batch(pairs, _with_lean_start(a, style, "style", plain, full), "stylize", failed)
+    return _batch(pairs, full, "stylize", failed)
 
 
 def cmd_upscale(a: argparse.Namespace) -> int:
@@ -357,12 +274,13 @@ def cmd_upscale(a: argparse.Namespace) -> int:
         from .api import upscale
 
         return upscale(s, a.model, match_colors=a.match_colors, tile=a.tile, max_size=a.max_size, device=a.device,
-                       precision=a.precision, output=d, backend=a.backend, crf=a.crf, codec=a.codec, **_fps(a))
+                       precision=a.precision, output=d, backend=a.backend, crf=a.crf, codec=a.codec,
+                       progress=sys.stderr.isatty() or None, **_fps(a))
 
     if a.frames:
         return _one_clip(a, full)
     pairs, failed = _planned(a, suffix=Path(str(a.model)).stem, default_ext=".png")
-    return _batch(pairs, _with_lean_start(a, a.model, "sr", not a.match_colors, full), "upscale", failed)
+    return _batch(pairs, full, "upscale", failed)
 
 
 def _config(cls, a: argparse.Namespace):
@@ -395,8 +313,8 @@ def cmd_serve(a: argparse.Namespace) -> int:
 
 
 def cmd_models(a: argparse.Namespace) -> int:
+    from .architectures import architecture
     from .models import shipped_models
-    from .tasks import get_task
 
     models = shipped_models()
     if a.json:
@@ -406,7 +324,7 @@ def cmd_models(a: argparse.Namespace) -> int:
         print("no models shipped")
     for m in models:
         c = m["card"]
-        detail = get_task(m["task"]).describe(c)
+        detail = architecture(m["task"]).describe(c)
         print(f"{m['name']:<20} {m['task']:<6} {detail:<28} {c.get('iterations', '?')} iterations")
     return 0
 
@@ -421,12 +339,13 @@ def cmd_export(a: argparse.Namespace) -> int:
 
 
 def cmd_info(a: argparse.Namespace) -> int:
-    from .models import build_model, read_card, resolve_model_path
+    from .architectures import arch_config
+    from .models import read_card, resolve_model_path
 
     path = resolve_model_path(a.model)
     card = read_card(path)
     try:
-        build_model(card)  # a card that describes no network we can build is reported, not printed
+        arch_config(card)  # a card that describes no network we can build is reported, not printed
     except UserError as e:
         raise UserError(f"{path}: {e}") from None
     if a.json:

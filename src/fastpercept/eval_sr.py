@@ -16,8 +16,8 @@ from .device import resolve_device, resolve_precision
 from .errors import UserError
 from .images import load_image, to_uint8
 from .listing import list_images
-from .backends import TorchRunner
-from .inference import TimedNetwork
+from .runtime.torch_runner import TorchRunner
+from .runtime.tiling import TimedNetwork
 from .metrics import psnr_y, quantize, ssim_y
 from .models import LoadedModel, load_model, resolve_model_path
 from .resize import imresize, mod_crop

@@ -28,8 +28,8 @@ from .device import resolve_device, resolve_precision
 from .errors import UserError
 from .images import load_image
 from .listing import list_images
-from .backends import TorchRunner
-from .inference import TimedNetwork
+from .runtime.torch_runner import TorchRunner
+from .runtime.tiling import TimedNetwork
 from .losses import MIN_OBJECTIVE_SIZE, ObjectiveWeights, StyleObjective
 from .models import load_model, resolve_model_path
 from .optimize import TERMS, optimize_image

@@ -105,7 +105,7 @@ def _check_readable_file(path: Path) -> None:
         raise UserError(f"{path}: empty file")
 
 
-def _target_size(width: int, height: int, max_size: int | None) -> tuple[int, int]:
+def target_size(width: int, height: int, max_size: int | None) -> tuple[int, int]:
     """The (width, height) that fits the longest side into max_size; never larger than now."""
     if max_size is None or max(width, height) <= max_size:
         return width, height
@@ -130,7 +130,7 @@ def _check_memory(path: Path, source: tuple[int, int], max_size: int | None, out
     JPEG also shrinks the decode itself; otherwise the file must be shrunk beforehand).
     """
     free = int(0.9 * available_memory("cpu"))  # a margin for the interpreter and the model
-    size = _target_size(*source, max_size)
+    size = target_size(*source, max_size)
     need = image_pipeline_bytes(source, size, output_scale)
     if need <= free:
         return
@@ -138,7 +138,7 @@ def _check_memory(path: Path, source: tuple[int, int], max_size: int | None, out
     longest = max(source)
     fits = None
     for side in range(64 * (longest // 64), 0, -64):
-        target = _target_size(*source, side)
+        target = target_size(*source, side)
         # JPEG decodes at 1/2..1/8 scale, never below the target: at most twice its size.
         decoded = tuple(min(s, 2 * t) for s, t in zip(source, target)) if is_jpeg else source
         if image_pipeline_bytes(decoded, target, output_scale) <= free:
@@ -167,7 +167,7 @@ def _decode(path: Path, max_size: int | None, output_scale: int = 1) -> Image.Im
                 # JPEG can decode at 1/2, 1/4 or 1/8 scale: a huge photo then never exists
                 # at full size in memory. draft() keeps the result >= the requested size,
                 # so the Lanczos pass afterwards still does the final, high-quality step.
-                im.draft(None, _target_size(*im.size, max_size))
+                im.draft(None, target_size(*im.size, max_size))
             if im.width * im.height > MAX_PIXELS:
                 raise UserError(_too_large_message(path, im.width, im.height))
             _check_memory(path, im.size, max_size, output_scale, im.format == "JPEG")
@@ -252,7 +252,7 @@ def decode_pil(image: Image.Image, max_size: int | None = None, path: Path | Non
     """A decoded PIL image of any mode as arrays (see :func:`from_pil`)."""
     if max_size is not None and max_size < 1:
         raise UserError(f"--max-size must be at least 1 pixel, got {max_size}")
-    size = _target_size(image.width, image.height, max_size)
+    size = target_size(image.width, image.height, max_size)
     source_mode = image.mode
 
     if source_mode in _HIGH_DEPTH_MODES:
@@ -317,15 +317,15 @@ def load_image(path: str | Path, max_size: int | None = None, output_scale: int 
 # ------------------------------------------------------------------------------------ saving
 
 
-def _as_chw(t: torch.Tensor, channels: int, name: str) -> torch.Tensor:
-    """Accept (1, C, H, W) or (C, H, W); return (C, H, W) float32 on the CPU."""
-    import torch
-
-    if t.dim() == 4 and t.shape[0] == 1:
+def _as_chw(t: Array, channels: int, name: str) -> np.ndarray:
+    """Accept (1, C, H, W) or (C, H, W), an array or a tensor; return a (C, H, W) float32 array."""
+    if not isinstance(t, np.ndarray):  # a PyTorch tensor
+        t = t.detach().float().cpu().numpy()
+    if t.ndim == 4 and t.shape[0] == 1:
         t = t[0]
-    if t.dim() != 3 or t.shape[0] != channels:
+    if t.ndim != 3 or t.shape[0] != channels:
         raise ValueError(f"{name} must have shape (1, {channels}, H, W) or ({channels}, H, W), got {tuple(t.shape)}")
-    return t.detach().to("cpu", torch.float32)
+    return t.astype(np.float32, copy=False)
 
 
 Array = Union["torch.Tensor", np.ndarray]
@@ -347,13 +347,8 @@ def to_uint8(x: Array) -> Array:
     return torch.floor(x.clamp(0.0, 1.0) * 255.0 + 0.5).to(torch.uint8)
 
 
-def _quantize(t: torch.Tensor) -> np.ndarray:
-    """(C, H, W) float in [0, 1] -> (H, W, C) uint8 (:func:`to_uint8`)."""
-    return to_uint8(t).permute(1, 2, 0).contiguous().numpy()
-
-
-def to_pil(rgb: torch.Tensor, alpha: torch.Tensor | None = None) -> Image.Image:
-    """Tensor(s) -> PIL image.
+def to_pil(rgb: Array, alpha: Array | None = None) -> Image.Image:
+    """An image as arrays (or tensors) -> PIL image.
 
     rgb: (1, 3, H, W) or (3, H, W), values clamped to [0, 1] and rounded to 8 bits.
     alpha: None, or (1, 1, H, W) / (1, H, W) in [0, 1], giving an "RGBA" image; else "RGB".
@@ -363,10 +358,8 @@ def to_pil(rgb: torch.Tensor, alpha: torch.Tensor | None = None) -> Image.Image:
         alpha = _as_chw(alpha, 1, "alpha")
         if alpha.shape[1:] != rgb.shape[1:]:
             raise ValueError(f"alpha is {tuple(alpha.shape[1:])} but rgb is {tuple(rgb.shape[1:])}")
-        import torch
-
-        rgb = torch.cat([rgb, alpha], dim=0)
-    return Image.fromarray(_quantize(rgb))
+        rgb = np.concatenate([rgb, alpha], axis=0)
+    return Image.fromarray(np.ascontiguousarray(to_uint8(rgb).transpose(1, 2, 0)))
 
 
 def _save_format(path: Path) -> str:
@@ -382,12 +375,7 @@ def _write_error(path: Path, exc: OSError) -> UserError:
     return UserError(f"{path}: cannot write image ({reason})")
 
 
-def save_image(
-    rgb: torch.Tensor,
-    path: str | Path,
-    alpha: torch.Tensor | None = None,
-    quality: int = 95,
-) -> Path:
+def save_image(rgb: Array, path: str | Path, alpha: Array | None = None, quality: int = 95) -> Path:
     """Write rgb (1, 3, H, W) or (3, H, W) in [0, 1] to path, replacing any file atomically.
 
     The format follows the suffix (.jpg/.jpeg/.png/.webp/.bmp/.tif/.tiff, any case). alpha

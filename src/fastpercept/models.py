@@ -1,8 +1,9 @@
 """Model files: fp16 safetensors with a JSON card, and the models shipped in the package.
 
 A model file holds the network's tensors and, under the metadata key ``fastpercept``, its card:
-a JSON object saying what the network is (``task``, which names a :mod:`fastpercept.tasks`
-entry, and that task's architecture keys such as ``arch``, ``norm``, ``scale``) and how it was
+a JSON object saying what the network is (``task``, which names a
+:data:`fastpercept.architectures.ARCHITECTURES` entry, and its architecture keys such as ``arch``,
+``norm``, ``scale``) and how it was
 trained (objective weights and layers, data, iterations, seed, wall time, device, final losses,
 the VGG-16 weights' hash, and ``stages`` when it was fine-tuned from another model).
 """
@@ -11,16 +12,18 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+import threading
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from safetensors import safe_open
 
+from .architectures import arch_config
 from .atomic import atomic_write
 from .errors import UserError
-from .tasks import get_task
 
 if TYPE_CHECKING:  # PyTorch is imported by what builds networks; finding and reading model files needs none
     import torch
@@ -60,19 +63,40 @@ def split_style_choice(name_or_path: str | os.PathLike) -> tuple[str, str | None
     return text, None
 
 
+def user_models_dir() -> Path:
+    """Where a user's own models are found by name: ``$FASTPERCEPT_MODELS`` or ``<cache>/models``."""
+    from .cache import cache_dir
+
+    return Path(os.environ.get("FASTPERCEPT_MODELS", cache_dir() / "models"))
+
+
+def _is_path(text: str) -> bool:
+    """Whether a model argument is a path (a suffix, a folder part, ``~`` or ``.``) and not a bare name."""
+    return text.endswith(MODEL_SUFFIX) or "/" in text or os.sep in text or text.startswith(("~", "."))
+
+
 def resolve_model_path(name_or_path: str | os.PathLike) -> Path:
-    """A shipped model's name (``mosaic``, ``x4``) or a path to a ``.safetensors`` file (a
-    ``@style`` choice after it is ignored here: see :func:`load_model`)."""
-    candidate = Path(split_style_choice(name_or_path)[0]).expanduser()
-    if candidate.suffix == MODEL_SUFFIX or candidate.exists():
+    """The model file of a name or path (a ``@style`` choice after it is ignored here: see
+    :func:`load_model`).
+
+    The rule: a bare name (``mosaic``, ``x4``) is a shipped model, else a user model of that
+    name in :func:`user_models_dir` — never a file or folder of that name in the working
+    directory; a path (it ends in ``.safetensors`` or holds a ``/``) is that file.
+    """
+    text = split_style_choice(name_or_path)[0]
+    if isinstance(name_or_path, os.PathLike) or _is_path(text):
+        candidate = Path(text).expanduser()
+        if candidate.is_dir():
+            raise UserError(f"{candidate}: is a folder, not a model file")
         if not candidate.is_file():
             raise UserError(f"{candidate}: model file not found")
         return candidate
-    shipped = shipped_dir() / f"{candidate}{MODEL_SUFFIX}"
-    if shipped.is_file():
-        return shipped
+    for folder in (shipped_dir(), user_models_dir()):
+        found = folder / f"{text}{MODEL_SUFFIX}"
+        if found.is_file():
+            return found
     names = ", ".join(m.stem for m in sorted(shipped_dir().glob(f"*{MODEL_SUFFIX}"))) or "none"
-    raise UserError(f"{candidate}: no such model (shipped: {names}; or pass a .safetensors file)")
+    raise UserError(f"{text}: no such model (shipped: {names}; or give a .safetensors file)")
 
 
 def read_card(path: str | os.PathLike) -> dict[str, Any]:
@@ -112,85 +136,230 @@ def save_model(model: nn.Module, path: str | os.PathLike, card: dict[str, Any],
 
 
 def build_model(card: dict[str, Any]) -> TransformNet:
-    """An untrained network with the architecture the card describes (its task's ``build_net``)."""
+    """An untrained PyTorch network with the architecture the card describes (needs ``[train]``)."""
+    require_torch("building a PyTorch network")
+    from .tasks import get_task
+
     return get_task(card.get("task")).build_net(card)
 
 
-@dataclass
-class LoadedModel:
-    """A trained network with its card: what :func:`load_model` returns.
+def require_torch(what: str) -> None:
+    """:class:`UserError` naming the ``[train]`` extra when PyTorch is not installed."""
+    import importlib.util
 
-    ``model(x)`` runs the network: (N, 3, H, W) in [0, 1] -> (N, 3, scale H, scale W), with no
-    autograd graph. ``net`` is the :class:`~fastpercept.nets.blocks.TransformNet` itself (fp32,
-    eval mode), ``card`` the model file's card and ``name`` its file name without suffix.
+    if importlib.util.find_spec("torch") is None:
+        raise UserError(f"{what} needs PyTorch, which is not installed: pip install 'fastpercept[train]'")
+
+
+class LoadedModel:
+    """A trained model: its card and weights, runnable without PyTorch.
+
+    ``card`` is the model file's card, ``name`` its file name without suffix (or the style of a
+    multi-style model), ``weights`` the network's tensors by state-dict name (float32 NumPy
+    arrays; a multi-style choice is baked in). ``model(x)`` runs the network on the default
+    backend: (N, 3, H, W) float32 array in [0, 1] -> (N, 3, scale H, scale W), unclamped (a
+    PyTorch tensor in gives a tensor out). :meth:`runner` gives the runner of any backend;
+    :attr:`net` the PyTorch network (``fastpercept[train]``), for training and evaluation.
+
+    Built from a model file by :func:`load_model`, or from a PyTorch network by training
+    (``LoadedModel(net, card, name)``; its weights are then read from the network).
     """
 
-    net: TransformNet
-    card: dict[str, Any]
-    name: str
+    def __init__(self, weights_or_net: Mapping[str, np.ndarray] | nn.Module, card: dict[str, Any], name: str,
+                 device: str = "cpu") -> None:
+        self.card, self.name, self.device = card, name, device
+        if isinstance(weights_or_net, Mapping):
+            self._weights: dict[str, np.ndarray] | None = dict(weights_or_net)
+            self._net = None
+        else:
+            self._weights, self._net = None, weights_or_net
+        self._runners: dict[tuple[str, str, str], Any] = {}
+        self._lock = threading.Lock()
 
     @property
     def task(self) -> str:
         return self.card["task"]
 
     @property
+    def config(self):
+        """The architecture config of the card (:func:`fastpercept.architectures.arch_config`)."""
+        return arch_config(self.card)
+
+    @property
     def scale(self) -> int:
         """Output size / input size (1 for style transfer)."""
-        return self.net.scale
+        return int(self.config.scale)
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        import torch
+    @property
+    def weights(self) -> dict[str, np.ndarray]:
+        if self._weights is None:
+            self._weights = {k: v.detach().float().cpu().numpy() for k, v in self._net.state_dict().items()
+                             if v.is_floating_point()}
+        return self._weights
 
-        with torch.inference_mode():
-            return self.net(x)
+    def graph(self, kind: str = "plain", metadata: Mapping[str, str] | None = None) -> bytes:
+        """The serialized ONNX graph of ``kind`` (:data:`fastpercept.graphs.GRAPH_KINDS`)."""
+        from .graphs import build_graph
 
-    def to(self, device: str | torch.device) -> "LoadedModel":
-        self.net.to(device)
+        return build_graph(self.card, self.weights, kind, metadata)
+
+    @property
+    def net(self) -> TransformNet:
+        """The PyTorch network (fp32, eval mode, on :attr:`device`), built on first use."""
+        if self._net is None:
+            import torch
+
+            net = build_model(self.card)
+            net.load_state_dict({k: torch.from_numpy(v) for k, v in self.weights.items()}, strict=False)
+            self._net = net.eval().to(self.device)
+        return self._net
+
+    def net_on(self, device: str) -> TransformNet:
+        """:attr:`net` moved to ``device`` (the model's device becomes it)."""
+        return self.to(device).net
+
+    def to(self, device) -> "LoadedModel":
+        self.device = str(device)
+        if self._net is not None:
+            self._net.to(device)
         return self
 
+    def runner(self, backend: str = "auto", device: str | None = None, precision: str = "auto"):
+        """The model's :class:`~fastpercept.runtime.backends.Runner` on ``backend`` (made once per
+        backend, device and precision; safe to share between threads)."""
+        from .runtime.backends import make_runner
 
-def load_model(name_or_path: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedModel:
-    """Load a shipped model by name or a model file: the network (eval mode, fp32) and its card.
+        key = (backend, device or self.device, precision)
+        with self._lock:
+            if key not in self._runners:
+                self._runners[key] = make_runner(self, *key)
+            return self._runners[key]
+
+    def __call__(self, x):
+        runner = self.runner("torch" if type(x).__module__.startswith("torch") else "auto")
+        return runner(x)
+
+
+def _float32(tensors: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {k: np.asarray(v, dtype=np.float32) for k, v in tensors.items() if np.issubdtype(v.dtype, np.floating)}
+
+
+def load_model(model: str | os.PathLike | None = None, device: str = "cpu", *,
+               name_or_path: str | os.PathLike | None = None) -> LoadedModel:
+    """Load a shipped model by name or a model file: its card and weights (no PyTorch needed).
 
     A multi-style model needs a style choice, ``MODEL@style`` or a blend ``MODEL@a:0.7,b:0.3``:
-    the result is then a plain style model of that style or blend.
-    """
-    import torch
+    the result is then a plain style model of that style or blend. ``name_or_path`` is the
+    former name of ``model``. ``device`` is where :attr:`LoadedModel.net` and the default
+    runner go (``auto``: CUDA where PyTorch sees one).
 
-    choice = split_style_choice(name_or_path)[1]
-    path = resolve_model_path(name_or_path)
+    Raises :class:`UserError` naming the file for anything that is not a model we can run: no
+    card, an unknown architecture, weights that do not fit it or hold NaN.
+    """
+    model = model if model is not None else name_or_path
+    if model is None:
+        raise UserError("load_model needs a model name or file")
+    from .runtime.backends import resolve_device
+
+    device = resolve_device(str(device))
+    choice = split_style_choice(model)[1]
+    path = resolve_model_path(model)
     card = read_card(path)
     try:
-        net = build_model(card)
+        arch_config(card)
     except UserError as e:
         raise UserError(f"{path}: {e}") from None
-    with safe_open(str(path), framework="pt") as f:
-        state = {k: f.get_tensor(k).to(torch.float32) for k in f.keys()}
-    expected = net.state_dict()
-    problems = [f"{k} missing" for k in expected if k not in state]
-    problems += [f"{k} unexpected" for k in state if k not in expected]
-    problems += [f"{k} is {tuple(state[k].shape)}, the card's network has {tuple(v.shape)}"
-                 for k, v in expected.items() if k in state and state[k].shape != v.shape]
-    if problems:
-        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
-        raise UserError(f"{path}: weights do not match the card's architecture: {'; '.join(problems[:3])}{more}")
-    broken = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            weights = _float32({k: f.get_tensor(k) for k in f.keys()})
+    except Exception as e:  # noqa: BLE001 - a damaged tensor section reads as many error types
+        raise UserError(f"{path}: unreadable weights ({e})") from None
+    broken = [k for k, v in weights.items() if not np.isfinite(v).all()]
     if broken:
         raise UserError(f"{path}: {len(broken)} weight tensor(s) hold NaN or infinity ({broken[0]}, ...): "
                         "a diverged or damaged model")
-    net.load_state_dict(state)
     if card.get("task") == "multistyle" or choice is not None:
-        return _chosen_style(net.eval(), card, path, choice).to(device)
-    return LoadedModel(net.eval().to(device), card, path.stem)
+        weights, card, name = _chosen_style(weights, card, path, choice)
+    else:
+        name = path.stem
+    loaded = LoadedModel(weights, card, name, device)
+    _check_weights(loaded, path)
+    return loaded
 
 
-def _chosen_style(net: TransformNet, card: dict[str, Any], path: Path, choice: str | None) -> LoadedModel:
-    from .tasks.multistyle import bake, parse_blend
+def _check_weights(model: LoadedModel, path: Path) -> None:
+    """:class:`UserError` when the weights do not make the card's network (a tensor missing,
+    unexpected or of the wrong shape), found by building its graph."""
+    from .graphs import WeightsMismatch
 
+    try:
+        model.graph("plain")
+    except WeightsMismatch as e:
+        raise UserError(f"{path}: weights do not match the card's architecture: {e}") from None
+
+
+def _chosen_style(weights: dict[str, np.ndarray], card: dict[str, Any], path: Path,
+                  choice: str | None) -> tuple[dict[str, np.ndarray], dict[str, Any], str]:
     if card.get("task") != "multistyle":
         raise UserError(f"{path}: {STYLE_CHOICE}{choice}: only a multi-style model holds several styles")
     names = list(card.get("style_names", []))
     if choice is None:
         raise UserError(f"{path}: a multi-style model ({', '.join(names)}): choose a style as {path.name}"
                         f"{STYLE_CHOICE}{names[0]} or a blend as {path.name}{STYLE_CHOICE}{names[0]}:0.5,...")
-    return bake(net, card, parse_blend(choice, names))
+    return bake_style(weights, card, parse_blend(choice, names))
+
+
+def parse_blend(text: str, names: list[str]) -> dict[str, float]:
+    """``"starry_night_crop:0.7,the_scream:0.3"`` (or one name) -> ``{name: weight}`` over ``names``.
+
+    Weights must be finite and >= 0 and are normalized to sum 1; a name without a weight counts 1.
+    """
+    blend: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, _, weight = part.partition(":")
+        if name not in names:
+            raise UserError(f"style {name!r} is not in this model (it holds {', '.join(names)})")
+        try:
+            value = float(weight) if weight else 1.0
+        except ValueError:
+            raise UserError(f"style weight {weight!r} of {name} is not a number") from None
+        if not (value >= 0 and value < float("inf")):
+            raise UserError(f"style weight of {name} must be a number >= 0, not {weight}")
+        blend[name] = blend.get(name, 0.0) + value
+    total = sum(blend.values())
+    if not blend or not 0 < total < float("inf"):
+        raise UserError(f"choose a style of this model: {', '.join(names)} (or a blend like {names[0]}:0.5,...), "
+                        "with weights that sum to a finite number above 0")
+    return {k: v / total for k, v in blend.items()}
+
+
+def bake_style(weights: Mapping[str, np.ndarray], card: Mapping[str, Any], blend: Mapping[str, float]
+               ) -> tuple[dict[str, np.ndarray], dict[str, Any], str]:
+    """One style or a blend (``{name: weight}``, weights summing to 1) of a multi-style model as a
+    plain style model: ``(weights, card, label)``.
+
+    Each conditional instance norm's per-style ``scale`` and ``shift`` (S, C) become the plain
+    instance norm's ``weight`` and ``bias`` (C,): their sums weighted by the blend.
+    """
+    names = list(card["style_names"])
+    w = np.array([blend.get(n, 0.0) for n in names], dtype=np.float64)
+    baked = {}
+    for key, value in weights.items():
+        if key.endswith(".scale"):
+            baked[key.removesuffix(".scale") + ".weight"] = (w @ value.astype(np.float64)).astype(np.float32)
+        elif key.endswith(".shift"):
+            baked[key.removesuffix(".shift") + ".bias"] = (w @ value.astype(np.float64)).astype(np.float32)
+        else:
+            baked[key] = value
+    style_weights = card.get("style_weights") or [1.0] * len(names)
+    images = card.get("style_images") or names
+    label = ",".join(f"{n}:{v:g}" for n, v in blend.items()) if len(blend) > 1 else next(iter(blend))
+    arch = {k: card[k] for k in ("arch", "norm", "upsample", "residual_blocks") if k in card}
+    style_card = {
+        **{k: v for k, v in card.items() if k not in ("style_names", "style_images", "style_weights", "styles",
+                                                       "style_images_sha256", "stages")},
+        **arch, "task": "style", "multistyle_source": label,
+        "style_image": images[names.index(label)] if label in names else label,
+        "style_weight": float(sum(b * sw for b, sw in zip(w, style_weights))),
+    }
+    return baked, style_card, label

@@ -19,7 +19,6 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import TYPE_CHECKING
 from pathlib import Path
 
 import numpy as np
@@ -27,9 +26,6 @@ import numpy as np
 from .atomic import atomic_folder, atomic_write
 from .errors import UserError
 from .images import to_uint8
-
-if TYPE_CHECKING:  # frames become tensors only once a clip is transformed
-    import torch
 
 log = logging.getLogger(__name__)
 
@@ -128,19 +124,26 @@ def probe_video(path: str | Path) -> VideoInfo:
         container.close()
 
 
-def _to_tensor(frame, rotation: int) -> torch.Tensor:
-    """A decoded frame as (3, H, W) float32 in [0, 1], turned upright."""
-    import torch
-
-    rgb = torch.from_numpy(frame.to_ndarray(format="rgb24")).permute(2, 0, 1).float() / 255.0
+def _to_array(frame, rotation: int, max_size: int | None) -> np.ndarray:
+    """A decoded frame as (3, H, W) float32 in [0, 1], turned upright, its longest side reduced to
+    ``max_size`` (FFmpeg's area filter, as the frame is converted to RGB)."""
     quarter_turns = (rotation // 90) % 4
+    width, height = frame.width, frame.height
+    if max_size is not None and max(width, height) > max_size:
+        from .images import target_size
+
+        width, height = target_size(width, height, max_size)
+    rgb = frame.to_ndarray(format="rgb24", width=width, height=height, interpolation="AREA")
     # FFmpeg's rotation is counter-clockwise in degrees; rot90 with k > 0 turns counter-clockwise.
-    return torch.rot90(rgb, k=quarter_turns, dims=(1, 2)).contiguous() if quarter_turns else rgb
+    if quarter_turns:
+        rgb = np.rot90(rgb, k=quarter_turns, axes=(0, 1))
+    return np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32) / np.float32(255.0)
 
 
-def transform_video(src: str | Path, dst: str | Path, frames_fn: Callable[[torch.Tensor], torch.Tensor], *,
+def transform_video(src: str | Path, dst: str | Path, frames_fn: Callable[[np.ndarray], np.ndarray], *,
                     batch: int = 4, codec: str | None = None, crf: int = DEFAULT_CRF,
-                    progress: Callable[[int, int], None] | None = None, fps: float = DEFAULT_FPS) -> Path:
+                    progress: Callable[[int, int], None] | None = None, fps: float = DEFAULT_FPS,
+                    max_size: int | None = None) -> Path:
     """Write ``dst``: every frame of ``src`` through ``frames_fn``, timestamps and audio kept.
 
     ``src`` is a video file, or a folder of frames (image files in name order, at ``fps``);
@@ -148,20 +151,19 @@ def transform_video(src: str | Path, dst: str | Path, frames_fn: Callable[[torch
     PNG files (``000001.png``, ...; a clip's audio is then left out, with a warning).
 
     Args:
-        frames_fn: (N, 3, H, W) in [0, 1] -> (N, 3, sH, sW) in [0, 1] (a network over a batch).
+        frames_fn: (N, 3, H, W) float32 in [0, 1] -> (N, 3, sH, sW) in [0, 1] (a network over a batch).
         batch: frames per ``frames_fn`` call.
         codec: video encoder (default by container: libx264, or libvpx-vp9 for .webm).
         crf: the encoder's constant-quality setting.
         progress: called after each batch with ``(frames written, frames in all)``; the total
             comes from the container's metadata (0 where it does not say) or the frames folder.
         fps: the frame rate of a folder of frames.
+        max_size: reduce every frame so its longest side is at most this many pixels.
     Raises:
         UserError: unreadable or truncated input, an output container we do not write, an
         unknown encoder, frames of different sizes. Whatever happens, ``dst`` is never left
         half-written.
     """
-    import torch
-
     import av
 
     src, dst = Path(src), Path(dst)
@@ -211,7 +213,7 @@ def transform_video(src: str | Path, dst: str | Path, frames_fn: Callable[[torch
         for i, path in enumerate(files):
             if stop.is_set():
                 return
-            rgb = to_uint8(decode_image(path).rgb).transpose(1, 2, 0)
+            rgb = to_uint8(decode_image(path, max_size=max_size).rgb).transpose(1, 2, 0)
             if size is not None and rgb.shape != size:
                 raise UserError(f"{path}: a {rgb.shape[1]}x{rgb.shape[0]} frame among frames of "
                                 f"{size[1]}x{size[0]}; a clip's frames share one size")
@@ -244,9 +246,9 @@ def transform_video(src: str | Path, dst: str | Path, frames_fn: Callable[[torch
                     if not pending:
                         return
                     rotation = int(getattr(pending[0], "rotation", 0) or 0)
-                    x = torch.stack([_to_tensor(f, rotation) for f in pending])
-                    y = frames_fn(x).clamp(0, 1)
-                    pixels = to_uint8(y).permute(0, 2, 3, 1).cpu().numpy()
+                    x = np.stack([_to_array(f, rotation, max_size) for f in pending])
+                    y = frames_fn(x)
+                    pixels = to_uint8(y).transpose(0, 2, 3, 1)
                     if output is None:  # a folder of frames
                         from PIL import Image
 

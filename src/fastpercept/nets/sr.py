@@ -12,36 +12,13 @@ tens of thousands of steps to get back above bicubic; with the skip a few thousa
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..architectures import SRNetConfig
 from .blocks import ConvLayer, ConvNormReLU, NormStatsFlow, ResidualBlock, TransformNet, Upsample2x, run_layers
-
-
-@dataclass(frozen=True)
-class SRNetConfig:
-    """Architecture of an :class:`SRNet`: ``scale`` 4 or 8 (any power of two works)."""
-
-    scale: int = 4
-    # nearest + conv: at x4 under l_feat the paper's deconv leaves a colored grain at the
-    # output's pixel pitch; nearest reached the same Set5 LPIPS (0.181) in a third of the steps.
-    upsample: str = "nearest"
-    norm: str = "batch"
-    channels: int = 64
-    residual_blocks: int = 4
-    skip: str = "bicubic"
-
-    def __post_init__(self) -> None:
-        if self.scale < 2 or self.scale & (self.scale - 1):
-            raise ValueError(f"scale must be a power of two >= 2, not {self.scale}")
-        if self.skip not in ("bicubic", "none"):
-            raise ValueError(f"skip must be 'bicubic' or 'none', not {self.skip!r}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class SRNet(TransformNet):
@@ -56,9 +33,7 @@ class SRNet(TransformNet):
         super().__init__()
         self.config = config
         self.scale = config.scale
-        # In input pixels: 9x9 head (4) + 2 x 3x3 per residual block (2 each) + the upsampling
-        # convolutions and the 9x9 tail at higher resolution (under 2 more): 14 with 4 blocks.
-        self.receptive_radius = 6 + 2 * config.residual_blocks
+        self.receptive_radius = config.receptive_radius
         c, norm = config.channels, config.norm
         self.head = ConvNormReLU(3, c, 9, 1, norm)
         self.residuals = nn.Sequential(*[ResidualBlock(c, norm) for _ in range(config.residual_blocks)])

@@ -6,38 +6,12 @@ default (batch norm as in the paper on request) and nearest+conv upsampling by d
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..architectures import StyleNetConfig
 from .blocks import ConvLayer, ConvNormReLU, NormStatsFlow, ResidualBlock, TransformNet, Upsample2x, run_layers
-
-
-@dataclass(frozen=True)
-class StyleNetConfig:
-    """Architecture of a :class:`StyleNet`.
-
-    ``full`` is the paper's network (32/64/128 channels); ``half`` halves every width for
-    real-time use.
-    """
-
-    arch: str = "full"
-    norm: str = "instance"
-    upsample: str = "nearest"
-    residual_blocks: int = 5
-
-    @property
-    def width(self) -> int:
-        if self.arch == "full":
-            return 32
-        if self.arch == "half":
-            return 16
-        raise ValueError(f"arch must be 'full' or 'half', not {self.arch!r}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class StyleNet(TransformNet):
@@ -50,10 +24,8 @@ class StyleNet(TransformNet):
     def __init__(self, config: StyleNetConfig = StyleNetConfig()) -> None:
         super().__init__()
         self.config = config
-        self.stride = 4  # two stride-2 convolutions
-        # 9x9 (4) + two 3x3 stride 2 (1 + 2) + 2 x 3x3 per residual block at stride 4 (8 each)
-        # + two upsampling 3x3 (2 + 1) + 9x9 (4): 54 px with the paper's 5 blocks.
-        self.receptive_radius = 14 + 8 * config.residual_blocks
+        self.stride = config.stride
+        self.receptive_radius = config.receptive_radius
         w, norm = config.width, config.norm
         self.encoder = nn.Sequential(
             ConvNormReLU(3, w, 9, 1, norm),

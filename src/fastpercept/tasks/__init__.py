@@ -12,7 +12,6 @@ Modules are imported on first use, so a command pays only for the task it runs.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import importlib
 import pkgutil
 from collections.abc import Callable, Mapping
@@ -28,58 +27,38 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Task:
-    """One kind of model.
+    """One kind of model, as far as training goes (what its network *is* is
+    :data:`fastpercept.architectures.ARCHITECTURES`, under the same name).
 
     Attributes:
         name: the card's ``task`` value and the ``train NAME`` subcommand.
         summary: one line of help.
-        net, net_config: the network class and its config dataclass; the config's fields are
-            the architecture keys of a card.
+        net: the PyTorch network class, built from the architecture's config.
         train_config: the :class:`~fastpercept.train.RunConfig` subclass of ``train NAME``.
         setup: turns a ``train_config`` into the :class:`~fastpercept.train.TrainingSetup` of one run.
         add_arguments: adds the task's own flags to ``train NAME``'s parser.
-        describe: a card as one line of ``fastpercept models``.
         stage_keys: card keys of the task's hyperparameters that a fine-tuning stage may change
             (kept per stage in the card's history).
-        required_keys: card keys a model file of this task must have.
-        legacy_arch: values of architecture keys for model files written before the key
-            existed (the defaults changed since).
     """
 
     name: str
     summary: str
     net: type[TransformNet]
-    net_config: type
     train_config: type[RunConfig]
     setup: Callable[[Any], TrainingSetup]
     add_arguments: Callable[[argparse.ArgumentParser], None]
-    describe: Callable[[Mapping[str, Any]], str]
     stage_keys: tuple[str, ...] = ()
+    # Kept for task modules written before fastpercept.architectures held them; unused.
+    net_config: type | None = None
+    describe: Callable[[Mapping[str, Any]], str] | None = None
     required_keys: tuple[str, ...] = ()
     legacy_arch: Mapping[str, Any] = field(default_factory=dict)
 
     def build_net(self, card: Mapping[str, Any]) -> TransformNet:
-        """An untrained network with the architecture ``card`` describes.
+        """An untrained PyTorch network with the architecture ``card`` describes."""
+        from ..architectures import arch_config
 
-        Config fields the card lacks take their ``legacy_arch`` value, else the config's default.
-        """
-        missing = [k for k in self.required_keys if k not in card]
-        if missing:
-            raise UserError(f"{self.name} model card has no {', '.join(map(repr, missing))}")
-        values = {**self.legacy_arch, **card}
-        given = {}
-        for f in dataclasses.fields(self.net_config):
-            if f.name not in values:
-                continue
-            value, kind = values[f.name], type(f.default)
-            # JSON gives str, int, float, bool: a "4" or a 4.0 or a true where an int belongs is a bad card.
-            if type(value) is not kind:
-                raise UserError(f"model card: {f.name} must be {kind.__name__} like {f.default!r}, not {value!r}")
-            given[f.name] = value
-        try:
-            return self.net(self.net_config(**given))
-        except (ValueError, TypeError) as e:
-            raise UserError(f"model card: {e}") from None
+        return self.net(arch_config({**card, "task": self.name}))
 
     def train(self, cfg: RunConfig):
         """Train one model as ``cfg`` says; returns the trained network (also written to ``cfg.output``)."""

@@ -7,7 +7,6 @@ import argparse
 import hashlib
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -90,7 +89,7 @@ def setup(cfg: MultiStyleConfig) -> TrainingSetup:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """``train multistyle``'s own flags."""
-    from ..cli import _csv
+    from ..cli_args import csv as _csv
 
     p.add_argument("--style-images", type=_csv, required=True,
                    help="the styles to learn, comma-separated image files (each style is named by its file)")
@@ -99,63 +98,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_training_arguments(p)
 
 
-def describe(card: Mapping[str, Any]) -> str:
-    return ", ".join(card.get("style_names", []))
-
-
 TASK = Task(
     name="multistyle",
     summary="train one network on several styles (conditional instance norm)",
     net=MultiStyleNet,
-    net_config=MultiStyleNetConfig,
     train_config=MultiStyleConfig,
     setup=setup,
     add_arguments=add_arguments,
-    describe=describe,
     stage_keys=("content_weight", "style_weights", "tv_weight", "style_size", "image_size"),
-    required_keys=("styles", "style_names"),
 )
 
-
-def parse_blend(text: str, names: list[str]) -> dict[str, float]:
-    """``"starry_night_crop:0.7,the_scream:0.3"`` (or one name) -> ``{name: weight}`` over ``names``.
-
-    Weights must be >= 0 and are normalized to sum 1; a name without a weight counts 1.
-    """
-    blend: dict[str, float] = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        name, _, weight = part.partition(":")
-        if name not in names:
-            raise UserError(f"style {name!r} is not in this model (it holds {', '.join(names)})")
-        try:
-            value = float(weight) if weight else 1.0
-        except ValueError:
-            raise UserError(f"style weight {weight!r} of {name} is not a number") from None
-        if not (value >= 0 and value < float("inf")):
-            raise UserError(f"style weight of {name} must be a number >= 0, not {weight}")
-        blend[name] = blend.get(name, 0.0) + value
-    total = sum(blend.values())
-    if not blend or total <= 0:
-        raise UserError(f"choose a style of this model: {', '.join(names)} (or a blend like {names[0]}:0.5,...)")
-    return {k: v / total for k, v in blend.items()}
-
-
-def bake(net: MultiStyleNet, card: Mapping[str, Any], blend: Mapping[str, float]):
-    """A plain style model (:class:`~fastpercept.models.LoadedModel` of a ``StyleNet`` with a style
-    card) for one style or a blend (``{name: weight}``, weights summing to 1) of a multi-style model."""
-    from ..models import LoadedModel
-
-    names = list(card["style_names"])
-    weights = [blend.get(n, 0.0) for n in names]
-    style_weights = card.get("style_weights") or [1.0] * len(names)
-    images = card.get("style_images") or names
-    label = ",".join(f"{n}:{w:g}" for n, w in blend.items()) if len(blend) > 1 else next(iter(blend))
-    arch = {k: card[k] for k in ("arch", "norm", "upsample", "residual_blocks") if k in card}
-    style_card = {
-        **{k: v for k, v in card.items() if k not in ("style_names", "style_images", "style_weights", "styles",
-                                                       "style_images_sha256", "stages")},
-        **arch, "task": "style", "multistyle_source": label,
-        "style_image": images[names.index(label)] if label in names else label,
-        "style_weight": sum(w * sw for w, sw in zip(weights, style_weights)),
-    }
-    return LoadedModel(net.style_net(weights), style_card, label)

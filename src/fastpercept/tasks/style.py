@@ -6,7 +6,7 @@ import argparse
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -124,7 +124,7 @@ def setup(cfg: StyleConfig) -> TrainingSetup:
 
 def add_training_arguments(p: argparse.ArgumentParser) -> None:
     """The flags of every style run: crop size, the objective (shared with ``optimize``), architecture."""
-    from ..cli import add_objective, positive
+    from ..cli_args import add_objective, positive
 
     p.add_argument("--image-size", type=positive, default=None,
                    help=f"training crop side (px; default {StyleConfig.image_size})")
@@ -141,18 +141,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_training_arguments(p)
 
 
-def describe(card: Mapping[str, Any]) -> str:
-    return str(card.get("style_image"))
-
-
 TASK = Task(
     name="style",
     summary="train a style transfer network on a folder of photos",
     net=StyleNet,
-    net_config=StyleNetConfig,
     train_config=StyleConfig,
     setup=setup,
     add_arguments=add_arguments,
-    describe=describe,
     stage_keys=("content_weight", "style_weight", "tv_weight", "style_size", "image_size"),
 )
