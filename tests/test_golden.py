@@ -15,12 +15,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 import fastpercept
-from fastpercept.images import load_image
+from fastpercept.images import decode_image
 from fastpercept.models import shipped_models
+from fastpercept.runtime.backends import backend_available
 
 GOLDEN = Path(__file__).parent / "golden"
 ASSETS = Path(fastpercept.__file__).parent / "assets"
@@ -29,24 +29,32 @@ ASSETS = Path(fastpercept.__file__).parent / "assets"
 CASES = [(m["name"], m["name"], None) for m in shipped_models()] + [("mosaic-tiled", "mosaic", 216)]
 
 
-def _input(task: str, tile: int | None = None) -> torch.Tensor:
+def _input(task: str, tile: int | None = None) -> np.ndarray:
+    """(H, W, 3) float32 in [0, 1]."""
     if task == "style":
-        return load_image(ASSETS / "example.jpg", max_size=320 if tile else 96).rgb  # 320x240 or 96x72
-    return load_image(ASSETS / "example-lr.png").rgb[..., 20:44, 16:40]  # 24x24 crop of the face
+        rgb = decode_image(ASSETS / "example.jpg", max_size=320 if tile else 96).rgb  # 320x240 or 96x72
+    else:
+        rgb = decode_image(ASSETS / "example-lr.png").rgb[:, 20:44, 16:40]  # 24x24 crop of the face
+    return np.ascontiguousarray(rgb.transpose(1, 2, 0))
 
 
-def _output(model: str, tile: int | None) -> np.ndarray:
+def _output(model: str, tile: int | None, backend: str = "torch") -> np.ndarray:
     card = next(m["card"] for m in shipped_models() if m["name"] == model)
     x = _input(card["task"], tile)
     run = fastpercept.stylize if card["task"] == "style" else fastpercept.upscale
-    y = run(x, model, tile=tile, device="cpu", precision="fp32", backend="torch")
-    return np.floor(y[0].clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+    y = run(x, model, tile=tile, device="cpu", precision="fp32", backend=backend)
+    return np.floor(np.clip(y, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
+# The PyTorch network (where installed) and the runtime of the small install run every case.
+BACKENDS = [b for b in ("torch", "openvino", "onnxruntime") if backend_available(b)]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("case,model,tile", CASES, ids=[c[0] for c in CASES])
-def test_shipped_model_output_matches_its_golden_reference(case, model, tile):
+def test_shipped_model_output_matches_its_golden_reference(case, model, tile, backend):
     reference = np.asarray(Image.open(GOLDEN / f"{case}.png").convert("RGB"))
-    out = _output(model, tile)
+    out = _output(model, tile, backend)
     assert out.shape == reference.shape
     diff = np.abs(out.astype(int) - reference.astype(int))
     assert diff.max() <= 1, f"{case}: {int((diff > 1).sum())} pixels differ by more than one level"

@@ -387,7 +387,8 @@ def test_15_outputs_that_are_not_image_files_make_no_folder(tmp_path, capsys, mo
 
 
 @pytest.mark.parametrize("image", [
-    np.zeros((8, 8, 3), np.uint8), torch.rand(8, 8), torch.rand(1, 4, 8, 8), torch.rand(0, 3, 8, 8), 42,
+    np.zeros((8, 8), np.uint8), np.zeros((8, 8, 3), np.int32), torch.rand(8, 8), torch.rand(1, 4, 8, 8),
+    torch.rand(0, 3, 8, 8), 42,
 ])
 def test_16_api_type_errors_say_what_is_expected(image, style_model):
     with pytest.raises(InputTypeError) as e:

@@ -28,8 +28,9 @@ from fastpercept.data import SRPair
 from fastpercept.errors import UserError
 from fastpercept.eval_sr import eval_sr, format_sr_table, make_lr, score_sr
 from fastpercept.images import load_image
-from fastpercept.backends import TorchRunner
-from fastpercept.inference import match_histograms, run_network
+from fastpercept.runtime.torch_runner import TorchRunner
+from fastpercept.runtime import color
+from fastpercept.runtime.tiling import run_network
 from fastpercept.lpips import LPIPS
 from fastpercept.metrics import psnr_y, quantize, ssim_y
 from fastpercept.models import LoadedModel, build_model, save_model
@@ -148,6 +149,11 @@ def test_upscale_api_pil_and_tensor(tiny_model):
         from fastpercept.api import stylize
 
         stylize(x, str(tiny_model), device="cpu", precision="fp32")
+
+
+def match_histograms(image: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """The runtime's (NumPy) histogram matching on tensors."""
+    return torch.from_numpy(color.match_histograms(image.numpy(), reference.numpy()))
 
 
 def test_match_histograms_takes_the_reference_distribution():

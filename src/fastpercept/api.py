@@ -119,8 +119,8 @@ def _transform(image: ImageLike, model: LoadedModel, post: Post, *, output: str 
                progress: Progress = None) -> ImageLike:
     is_path = isinstance(image, (str, os.PathLike))
     if not (is_path or isinstance(image, (Image.Image, np.ndarray)) or _is_tensor(image)):
-        raise InputTypeError(f"cannot take a {type(image).__module__}.{type(image).__name__}: pass a NumPy array "
-                             "(H, W, 3), a PIL image, a path, or a torch tensor (N, 3, H, W) of floats in [0, 1]")
+        raise InputTypeError(f"cannot take a {type(image).__module__}.{type(image).__name__}: pass a PIL image, a "
+                             "NumPy array (H, W, 3), a path, or a torch tensor (N, 3, H, W) of floats in [0, 1]")
     # A clip: a video file, or a folder of frames (read in name order at ``fps``).
     video = is_path and (is_video(image) or Path(image).is_dir())
     if video and output is None:

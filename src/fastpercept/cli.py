@@ -461,6 +461,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("fastpercept: interrupted", file=sys.stderr)
         return 130
+    except RuntimeError as e:
+        # Ctrl-C while a class is being created (an import) reaches us wrapped by Python's __set_name__.
+        if isinstance(e.__cause__, KeyboardInterrupt):
+            print("fastpercept: interrupted", file=sys.stderr)
+            return 130
+        raise
     except BrokenPipeError:  # `fastpercept models | head`: the reader left, not an error of ours
         sys.stdout = open(os.devnull, "w")
         return 0

@@ -126,20 +126,20 @@ class Handlers:
         from PIL import Image
 
         from .api import upscale
-        from .images import load_image, save_image
-        from .resize import imresize
+        from .images import decode_image, to_pil, write_image
 
         src = self._input(image)
         path = self._model(self.catalogue.sr, model, "model")
         with self._named(src):
             out = upscale(src, path, max_size=self._max_size(max_size),
                           output=self._out(f"{src.stem}_{model}", ".png"), **self.runtime)
-            x = load_image(src, max_size=self._max_size(max_size)).rgb
+            x = decode_image(src, max_size=self._max_size(max_size)).rgb
         with Image.open(out) as im:
             size = im.size
-        # The slider compares like with like: the input enlarged with bicubic to the output's size.
-        bicubic = save_image(imresize(x, size=(size[1], size[0])).clamp(0, 1),
-                             self._out(f"{src.stem}_bicubic", ".png"))
+        # The slider compares like with like: the input enlarged with bicubic to the output's size,
+        # in 8 bits (3 bytes per output pixel, not a float canvas).
+        preview = to_pil(x).resize(size, Image.Resampling.BICUBIC)
+        bicubic = write_image(preview, self._out(f"{src.stem}_bicubic", ".png"))
         return (str(bicubic), str(out)), str(out)
 
     def stylize_video(self, video: str | None, style: str, strength: float = 1.0,

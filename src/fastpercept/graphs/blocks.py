@@ -68,14 +68,13 @@ class GraphBuilder:
         self.initializers.append(onnx_proto.make_tensor(name, np.asarray(value, dtype=dtype)))
         return name
 
-    def weight(self, key: str, shape: tuple[int | None, ...]) -> str:
-        """The network tensor ``key`` as a float32 initializer; ``shape`` is what the network
-        needs there (``None``: any size on that axis)."""
+    def weight(self, key: str, shape: tuple[int, ...]) -> str:
+        """The network tensor ``key`` as a float32 initializer; ``shape`` is what the network needs there."""
         if key not in self.weights:
             raise WeightsMismatch(f"{key} missing")
         value = np.asarray(self.weights[key], dtype=np.float32)
-        if value.ndim != len(shape) or any(e is not None and e != d for e, d in zip(shape, value.shape)):
-            expected = "x".join("?" if e is None else str(e) for e in shape)
+        if value.shape != tuple(shape):
+            expected = "x".join(map(str, shape))
             raise WeightsMismatch(f"{key} is {tuple(value.shape)}, the card's network has {expected}")
         if key not in self._used:
             self._used.add(key)
@@ -100,15 +99,14 @@ class GraphBuilder:
 
     # ---------------------------------------------------------------------------------- layers
 
-    def conv_layer(self, x: str, prefix: str, stride: int = 1) -> str:
-        """``ConvLayer``: reflection padding of kernel // 2, then the convolution ``prefix.1``."""
-        key = f"{prefix}.1.weight"
-        kernel = int(np.shape(self.weights[key])[-1]) if key in self.weights else 1
-        out = int(np.shape(self.weights[key])[0]) if key in self.weights else 0
+    def conv_layer(self, x: str, prefix: str, channels: int, kernel: int, stride: int = 1) -> str:
+        """``ConvLayer``: reflection padding of kernel // 2, then the convolution ``prefix.1`` to
+        ``channels`` channels."""
         p = kernel // 2
         x_pad = self.op("Pad", x, self.const([0, 0, p, p, 0, 0, p, p]), mode="reflect")
-        return self.op("Conv", x_pad, self.weight(key, (out, self.channels(x), kernel, kernel)),
-                       self.weight(f"{prefix}.1.bias", (out,)), strides=[stride, stride], channels=out)
+        weight = self.weight(f"{prefix}.1.weight", (channels, self.channels(x), kernel, kernel))
+        return self.op("Conv", x_pad, weight, self.weight(f"{prefix}.1.bias", (channels,)), strides=[stride, stride],
+                       channels=channels)
 
     def norm(self, x: str, prefix: str, norm: str) -> str:
         """``norm_layer``: batch norm (its running statistics) or affine instance norm, the latter
@@ -142,29 +140,28 @@ class GraphBuilder:
         y = self.op("Mul", centered, inv_std)
         return self.op("Add", self.op("Mul", y, self.op("Reshape", scale, shape)), self.op("Reshape", bias, shape))
 
-    def conv_norm_relu(self, x: str, prefix: str, stride: int, norm: str) -> str:
+    def conv_norm_relu(self, x: str, prefix: str, channels: int, kernel: int, stride: int, norm: str) -> str:
         """``ConvNormReLU``: ``prefix.0`` convolution, ``prefix.1`` norm, ReLU."""
-        return self.op("Relu", self.norm(self.conv_layer(x, f"{prefix}.0", stride), f"{prefix}.1", norm))
+        y = self.conv_layer(x, f"{prefix}.0", channels, kernel, stride)
+        return self.op("Relu", self.norm(y, f"{prefix}.1", norm))
 
     def residual_block(self, x: str, prefix: str, norm: str) -> str:
-        """``ResidualBlock``: x + (conv, norm, ReLU, conv, norm)(x) at ``prefix.body``."""
-        body = f"{prefix}.body"
-        y = self.op("Relu", self.norm(self.conv_layer(x, f"{body}.0"), f"{body}.1", norm))
-        y = self.norm(self.conv_layer(y, f"{body}.3"), f"{body}.4", norm)
+        """``ResidualBlock``: x + (3x3 conv, norm, ReLU, 3x3 conv, norm)(x) at ``prefix.body``."""
+        body, c = f"{prefix}.body", self.channels(x)
+        y = self.op("Relu", self.norm(self.conv_layer(x, f"{body}.0", c, 3), f"{body}.1", norm))
+        y = self.norm(self.conv_layer(y, f"{body}.3", c, 3), f"{body}.4", norm)
         return self.op("Add", x, y)
 
-    def upsample2x(self, x: str, prefix: str, mode: str, norm: str) -> str:
+    def upsample2x(self, x: str, prefix: str, channels: int, mode: str, norm: str) -> str:
         """``Upsample2x``: nearest x2 then a 3x3 convolution (``nearest``) or a fractionally
         strided 3x3 convolution (``deconv``), then norm and ReLU."""
         if mode == "nearest":
             x = self.op("Resize", x, "", self.const([1.0, 1.0, 2.0, 2.0], np.float32), mode="nearest",
                         coordinate_transformation_mode="asymmetric", nearest_mode="floor")
-            return self.op("Relu", self.norm(self.conv_layer(x, f"{prefix}.1"), f"{prefix}.2", norm))
-        key = f"{prefix}.0.weight"
-        out = int(np.shape(self.weights[key])[1]) if key in self.weights else 0
-        x = self.op("ConvTranspose", x, self.weight(key, (self.channels(x), out, 3, 3)),
-                    self.weight(f"{prefix}.0.bias", (out,)), strides=[2, 2], pads=[1, 1, 1, 1],
-                    output_padding=[1, 1], channels=out)
+            return self.op("Relu", self.norm(self.conv_layer(x, f"{prefix}.1", channels, 3), f"{prefix}.2", norm))
+        x = self.op("ConvTranspose", x, self.weight(f"{prefix}.0.weight", (self.channels(x), channels, 3, 3)),
+                    self.weight(f"{prefix}.0.bias", (channels,)), strides=[2, 2], pads=[1, 1, 1, 1],
+                    output_padding=[1, 1], channels=channels)
         return self.op("Relu", self.norm(x, f"{prefix}.1", norm))
 
     def scaled_tanh(self, x: str) -> str:
@@ -181,8 +178,6 @@ class GraphBuilder:
         if unexpected:
             raise WeightsMismatch(f"{unexpected[0]} unexpected" + (f" (and {len(unexpected) - 1} more)"
                                                                    if len(unexpected) > 1 else ""))
-        if output is not None and self._channels.get(output, 3) != 3:
-            raise WeightsMismatch(f"the last layer makes {self._channels[output]} channels, not 3")
         nodes, outputs = list(self.nodes), list(self.outputs)
         if self.kind != "stats":
             nodes.append(onnx_proto.make_node("Identity", [output], ["output"]))

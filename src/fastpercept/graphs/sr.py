@@ -19,13 +19,13 @@ def sr_graph(config: SRNetConfig, weights: Mapping[str, np.ndarray], kind: str =
     a = -0.75, half-pixel centers, borders repeated); ``skip="none"``: a scaled tanh in [0, 1].
     """
     g = GraphBuilder(weights, kind)
-    norm = config.norm
-    x = g.conv_norm_relu("image", "head", 1, norm)
+    norm, c = config.norm, config.channels
+    x = g.conv_norm_relu("image", "head", c, 9, 1, norm)
     for i in range(config.residual_blocks):
         x = g.residual_block(x, f"residuals.{i}", norm)
     for i in range(int(math.log2(config.scale))):
-        x = g.upsample2x(x, f"upsample.{i}", config.upsample, norm)
-    x = g.conv_layer(x, "tail")
+        x = g.upsample2x(x, f"upsample.{i}", c, config.upsample, norm)
+    x = g.conv_layer(x, "tail", 3, 9)
     if config.skip == "none":
         return g.model(g.scaled_tanh(x), metadata)
     s = float(config.scale)

@@ -24,13 +24,13 @@ def style_graph(config: StyleNetConfig, weights: Mapping[str, np.ndarray], kind:
     missing = g.op("Mod", g.op("Sub", four, g.op("Mod", hw, four)), four)  # (-H) mod 4, (-W) mod 4
     pads = g.op("Concat", g.const([0, 0, 0, 0, 0, 0]), missing, axis=0)
     x = g.op("Pad", "image", pads, mode="reflect")
-    norm = config.norm
-    for i, stride in enumerate((1, 2, 2)):
-        x = g.conv_norm_relu(x, f"encoder.{i}", stride, norm)
+    norm, w = config.norm, config.width
+    for i, (channels, kernel, stride) in enumerate(((w, 9, 1), (2 * w, 3, 2), (4 * w, 3, 2))):
+        x = g.conv_norm_relu(x, f"encoder.{i}", channels, kernel, stride, norm)
     for i in range(config.residual_blocks):
         x = g.residual_block(x, f"residuals.{i}", norm)
-    for i in range(2):
-        x = g.upsample2x(x, f"decoder.{i}", config.upsample, norm)
-    x = g.scaled_tanh(g.conv_layer(x, "decoder.2"))
+    for i, channels in enumerate((2 * w, w)):
+        x = g.upsample2x(x, f"decoder.{i}", channels, config.upsample, norm)
+    x = g.scaled_tanh(g.conv_layer(x, "decoder.2", 3, 9))
     y = g.op("Slice", x, g.const([0, 0]), hw, g.const([2, 3]))
     return g.model(y, metadata)
