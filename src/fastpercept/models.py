@@ -138,9 +138,9 @@ def save_model(model: nn.Module, path: str | os.PathLike, card: dict[str, Any],
 def build_model(card: dict[str, Any]) -> TransformNet:
     """An untrained PyTorch network with the architecture the card describes (needs ``[train]``)."""
     require_torch("building a PyTorch network")
-    from .tasks import get_task
+    from .nets import build_net
 
-    return get_task(card.get("task")).build_net(card)
+    return build_net(arch_config(card))
 
 
 def require_torch(what: str) -> None:

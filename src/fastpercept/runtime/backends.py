@@ -1,10 +1,7 @@
 """Inference backends: one registry of runtimes, and the runners that run a model's graphs.
 
-A runner runs one model on NumPy arrays: ``runner(x)`` maps (N, 3, H, W) float32 in [0, 1] to
-(N, 3, scale H, scale W) float32 (not clamped); ``runner(x, norm_stats)`` normalizes every
-instance-norm layer with given statistics (seamless tiles, :mod:`fastpercept.runtime.tiling`);
-``runner.norm_stats(x)`` returns the statistics of one pass (``None`` without instance norm).
-Runners are safe to call from several threads at once.
+Every backend makes a :class:`~fastpercept.runtime.runner.Runner` of a model: NumPy arrays in
+and out, safe to call from several threads at once.
 
 The backends (:data:`BACKENDS`):
 
@@ -31,36 +28,17 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from ..errors import UserError
+from .runner import NormStats, RunnableModel, Runner
 
-if TYPE_CHECKING:
-    from ..models import LoadedModel
 
 log = logging.getLogger(__name__)
 
-# Per instance-norm layer, in forward order: (mean, var) of its input over H and W, each
-# (N, C, 1, 1) float32 (the biased variance, as instance norm uses).
-NormStats = list[tuple[np.ndarray, np.ndarray]]
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-
-
-class Runner(Protocol):
-    """What tiling, strength and colour need from a backend (see the module's docstring)."""
-
-    scale: int  # output/input size ratio
-    stride: int  # total downsampling inside the network: tiles start on multiples of it
-    receptive_radius: int  # input pixels of context each output pixel depends on, each side
-    device: str  # "cpu" or "cuda"
-    precision: str  # what it computes in: "fp32", "bf16" or "fp16"
-
-    def __call__(self, x: np.ndarray, norm_stats: NormStats | None = None) -> np.ndarray: ...
-
-    def norm_stats(self, x: np.ndarray) -> NormStats | None: ...
 
 
 @dataclass(frozen=True)
@@ -79,7 +57,7 @@ class Backend:
     module: str
     extra: str
     devices: tuple[str, ...]
-    runner: Callable[[LoadedModel, str, str], Runner]
+    runner: Callable[[RunnableModel, str, str], Runner]
 
 
 # ------------------------------------------------------------------------------ graph runtimes
@@ -151,7 +129,7 @@ class GraphRunner:
 
     device = "cpu"
 
-    def __init__(self, model: LoadedModel, compile: Callable[[bytes], Graph], precision: str = "fp32") -> None:
+    def __init__(self, model: RunnableModel, compile: Callable[[bytes], Graph], precision: str = "fp32") -> None:
         config = model.config
         self.scale, self.stride, self.receptive_radius = config.scale, config.stride, config.receptive_radius
         self.precision = precision
@@ -180,22 +158,22 @@ class GraphRunner:
         return [(out[i], out[i + 1]) for i in range(0, len(out), 2)]
 
 
-def _openvino_runner(model: LoadedModel, device: str, precision: str) -> Runner:
+def _openvino_runner(model: RunnableModel, device: str, precision: str) -> Runner:
     bf16 = precision == "bf16" and openvino_bf16()
     return GraphRunner(model, lambda onnx_model: compile_openvino(onnx_model, bf16), "bf16" if bf16 else "fp32")
 
 
-def _onnxruntime_runner(model: LoadedModel, device: str, precision: str) -> Runner:
+def _onnxruntime_runner(model: RunnableModel, device: str, precision: str) -> Runner:
     return GraphRunner(model, compile_onnxruntime, "fp32")
 
 
-def _torch_runner(model: LoadedModel, device: str, precision: str) -> Runner:
+def _torch_runner(model: RunnableModel, device: str, precision: str) -> Runner:
     from .torch_runner import TorchRunner
 
     return TorchRunner.for_model(model, device, precision)
 
 
-def _compiled_runner(model: LoadedModel, device: str, precision: str) -> Runner:
+def _compiled_runner(model: RunnableModel, device: str, precision: str) -> Runner:
     from .torch_runner import CompiledRunner
 
     return CompiledRunner.for_model(model, device, precision)
@@ -278,7 +256,7 @@ def resolve_precision(name: str, device: str, backend: str) -> str:
     return name
 
 
-def make_runner(model: LoadedModel, backend: str = "auto", device: str = "auto", precision: str = "auto") -> Runner:
+def make_runner(model: RunnableModel, backend: str = "auto", device: str = "auto", precision: str = "auto") -> Runner:
     """The :class:`Runner` of ``model`` on ``backend`` (a name of :data:`BACKEND_NAMES`).
 
     Raises :class:`UserError` for an unknown backend, device or precision, a backend that is not

@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from ..memory import MIN_SIDE, available_memory, pass_budget
-from .backends import Runner
+from .runner import Runner
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from ..device import autocast
 from ..nets.blocks import TransformNet
 
 if TYPE_CHECKING:
-    from ..models import LoadedModel
+    from .runner import RunnableModel
 
 
 def cpu_has_amx() -> bool:
@@ -78,7 +78,7 @@ class TorchRunner:
         self.net = net
 
     @classmethod
-    def for_model(cls, model: LoadedModel, device: str, precision: str) -> "TorchRunner":
+    def for_model(cls, model: RunnableModel, device: str, precision: str) -> "TorchRunner":
         dev = torch.device(device)
         return cls(model.net_on(device), precision, torch_layout(dev, precision))
 

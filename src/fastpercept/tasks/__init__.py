@@ -57,8 +57,9 @@ class Task:
     def build_net(self, card: Mapping[str, Any]) -> TransformNet:
         """An untrained PyTorch network with the architecture ``card`` describes."""
         from ..architectures import arch_config
+        from ..nets import build_net
 
-        return self.net(arch_config({**card, "task": self.name}))
+        return build_net(arch_config({**card, "task": self.name}))
 
     def train(self, cfg: RunConfig):
         """Train one model as ``cfg`` says; returns the trained network (also written to ``cfg.output``)."""

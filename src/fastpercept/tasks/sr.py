@@ -130,7 +130,7 @@ def setup(cfg: SRConfig) -> TrainingSetup:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """``train sr``'s own flags."""
-    from ..cli import VGG_HELP, positive
+    from ..cli_args import VGG_HELP, positive
 
     p.add_argument("--scale", type=int, required=True, choices=list(SR_SCALES))
     p.add_argument("--loss", required=True, choices=list(SR_LOSSES),
