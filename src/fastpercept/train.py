@@ -114,13 +114,38 @@ class RunConfig:
                             f"name it {out.with_suffix('.safetensors')}")
         if out.is_dir():
             raise UserError(f"{out}: is a folder; give the model file's name")
-        inputs = [Path(p) for p in (self.init_from,) if p]
-        refuse_overwriting_inputs(out, inputs)
-        _check_writable(out.parent, f"{out}: cannot write the model there")
+        refuse_overwriting_inputs(out, self.input_files())
         ckpt = self.ckpt_dir
+        _refuse_shipped_folder(out, f"{out}: is in the installed package's model folder; "
+                                    "write the trained model elsewhere")
+        _refuse_shipped_folder(ckpt, f"{ckpt}: is in the installed package's model folder; "
+                                     "pass another --checkpoint-dir or output")
+        _check_writable(out.parent, f"{out}: cannot write the model there")
         if ckpt.exists() and not ckpt.is_dir():
             raise UserError(f"{ckpt}: checkpoint folder is a file; pass another --checkpoint-dir")
         _check_writable(ckpt if ckpt.is_dir() else ckpt.parent, f"{ckpt}: cannot write checkpoints there")
+
+    def input_files(self) -> list[Path]:
+        """The files this run reads, which its output must not replace (subclasses add theirs).
+
+        ``init_from`` is resolved as loading resolves it: ``--init-from mosaic`` is the shipped
+        mosaic's file, whatever the text says.
+        """
+        from .models import resolve_model_path
+
+        files = [resolve_model_path(self.init_from)] if self.init_from else []
+        if self.vgg_weights and Path(self.vgg_weights).is_file():
+            files.append(Path(self.vgg_weights))
+        return files
+
+
+def _refuse_shipped_folder(path: Path, message: str) -> None:
+    """UserError if ``path`` (links resolved) lies in the installed package's model folder: the
+    shipped models are the package's, and a training run must never replace or add to them."""
+    from . import models  # looked up at call time: tests point shipped_dir at a copy
+
+    if path.resolve().is_relative_to(models.shipped_dir().resolve()):
+        raise UserError(message)
 
 
 def _check_writable(folder: Path, what: str) -> None:

@@ -15,7 +15,6 @@ from torch import nn
 from ..data import RandomCrops, RoundRobinLabels
 from ..errors import UserError
 from ..losses import StyleObjective, check_weight
-from ..listing import refuse_overwriting_inputs
 from ..nets.multistyle import MultiStyleNet, MultiStyleNetConfig
 from ..train import TrainingSetup, file_digest, files_digest, initial_model, resumable
 from . import Task
@@ -47,7 +46,9 @@ class MultiStyleConfig(StyleTrainingConfig):
             check_weight("style_weights", w)
         if self.norm != "instance":
             raise UserError("a multi-style network conditions instance norm: --norm must be instance")
-        refuse_overwriting_inputs(self.output, list(self.style_images))
+
+    def input_files(self) -> list[Path]:
+        return [*super().input_files(), *map(Path, self.style_images)]
 
     @property
     def per_style_weights(self) -> list[float]:

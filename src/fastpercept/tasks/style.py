@@ -15,7 +15,6 @@ from ..data import RandomCrops, scan_image_files
 from ..errors import UserError
 from ..losses import STYLE_SIZE, ObjectiveWeights, StyleObjective
 from ..nets.style import StyleNet, StyleNetConfig
-from ..listing import refuse_overwriting_inputs
 from ..train import (RunConfig, TrainingSetup, file_digest, files_digest, initial_model, resumable,
                      source_reference)
 from . import Task
@@ -67,9 +66,8 @@ class StyleConfig(StyleTrainingConfig):
 
     style_image: str = resumable("")
 
-    def validate(self) -> None:
-        super().validate()
-        refuse_overwriting_inputs(self.output, [self.style_image])
+    def input_files(self) -> list[Path]:
+        return [*super().input_files(), *([Path(self.style_image)] if self.style_image else [])]
 
 
 def loss_network(cfg: StyleTrainingConfig) -> tuple[VGG16Features, ResolvedWeights, list[Path]]:
