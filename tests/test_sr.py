@@ -468,3 +468,19 @@ def test_sr_pair_shapes_levels_and_determinism():
     assert torch.equal(hr0, hr) and not torch.equal(lr0, lr)
     with pytest.raises(UserError, match="multiple"):
         SRPair(30, 4, 1.0)
+
+
+def test_eval_sr_on_degraded_inputs_is_reproducible_and_worse_than_clean(bench):
+    """JPEG q20 and the real-photo degradations lower bicubic's scores; the same seed gives the same
+    numbers, another seed others; the two degradations together are refused."""
+    data = bench["with_lr"]
+    clean = eval_sr("bicubic", data, scale=4, device="cpu")
+    jpeg = eval_sr("bicubic", data, scale=4, device="cpu", jpeg_quality=20)
+    real = eval_sr("bicubic", data, scale=4, device="cpu", degradation="real", seed=3)
+    assert jpeg["mean"]["psnr"] < clean["mean"]["psnr"] and real["mean"]["lpips"] > clean["mean"]["lpips"]
+    assert jpeg["degradation"] == {"name": "jpeg", "quality": 20}
+    assert real["degradation"] == {"name": "real", "seed": 3}
+    assert eval_sr("bicubic", data, scale=4, device="cpu", degradation="real", seed=3)["mean"] == real["mean"]
+    assert eval_sr("bicubic", data, scale=4, device="cpu", degradation="real", seed=4)["mean"] != real["mean"]
+    with pytest.raises(UserError, match="choose one degradation"):
+        eval_sr("bicubic", data, scale=4, device="cpu", degradation="real", jpeg_quality=50)

@@ -115,19 +115,33 @@ def sr_pairs(data_dir: str | Path, scale: int) -> tuple[list[tuple[str, Path, Pa
     return pairs, lr_dir
 
 
-def load_sr_pair(hr_path: Path, lr_path: Path | None, scale: int) -> tuple[torch.Tensor, torch.Tensor]:
+DEGRADATIONS = ("clean", "real")
+
+
+def load_sr_pair(hr_path: Path, lr_path: Path | None, scale: int, degradation: str = "clean",
+                 jpeg_quality: int | None = None, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """``(lr, hr)`` of one benchmark image, as :func:`eval_sr` scores it.
 
     hr: (1, 3, H, W) on 8-bit levels, mod-cropped to a multiple of ``scale``. lr: the LR file,
-    or (``lr_path`` None) made from the 8-bit HR with MATLAB bicubic (:func:`make_lr`).
+    or (``lr_path`` None) made from the 8-bit HR with MATLAB bicubic (:func:`make_lr`); then, with
+    ``jpeg_quality``, JPEG-compressed at that quality. With ``degradation="real"`` the LR is made
+    from HR by the training pipeline (:func:`fastpercept.degradation.degrade_real`) with a
+    generator of ``(seed, HR file name)`` alone, so anyone reproduces it (the LR file is unused).
     Raises UserError (one line) for an unreadable file or an HR image too small to measure.
     """
+    from . import degradation as deg
+
     hr_full = quantize(load_image(hr_path).rgb)
     h, w = hr_full.shape[-2:]
     if min(h, w) < max(32, 2 * scale + 11):  # LPIPS's AlexNet; SSIM's window past the border
         raise UserError(f"{hr_path}: {w}x{h} px is too small to measure at x{scale}")
+    hr = mod_crop(hr_full, scale)
+    if degradation == "real":
+        return deg.degrade_real(hr, scale, deg.eval_rng(seed, hr_path.name)), hr
     lr = load_image(lr_path).rgb if lr_path is not None else make_lr(hr_full, scale)
-    return lr, mod_crop(hr_full, scale)
+    if jpeg_quality is not None:
+        lr = deg.jpeg(lr, jpeg_quality)
+    return lr, hr
 
 
 def eval_sr(
@@ -139,6 +153,9 @@ def eval_sr(
     precision: str = "auto",
     lpips_net: str = "alex",
     progress: bool | None = None,
+    degradation: str = "clean",
+    jpeg_quality: int | None = None,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """Score a super-resolution model (or bicubic) on a benchmark folder: PSNR, SSIM, LPIPS.
 
@@ -162,6 +179,9 @@ def eval_sr(
         device, precision: where and how the network runs; metrics are float32/float64.
         lpips_net: LPIPS backbone, ``"alex"`` (default) or ``"vgg"``.
         progress: progress bar on stderr; default: when stderr is a terminal.
+        degradation, jpeg_quality, seed: the LR as real photos are (see :func:`load_sr_pair`):
+            ``"real"`` degrades each HR with the training pipeline at ``seed``; ``jpeg_quality``
+            compresses the clean LR as JPEG at that quality.
     Returns:
         ``{"model", "scale", "images": [{"name", "psnr", "ssim", "lpips"}],
         "mean": {"psnr", "ssim", "lpips"}, "data", "lr": "files"|"made from HR",
@@ -173,6 +193,12 @@ def eval_sr(
     """
     from .lpips import LPIPS
 
+    if degradation not in DEGRADATIONS:
+        raise UserError(f"degradation must be one of {', '.join(DEGRADATIONS)}, not {degradation!r}")
+    if degradation == "real" and jpeg_quality is not None:
+        raise UserError("choose one degradation: real (the training pipeline) or a JPEG quality, not both")
+    if jpeg_quality is not None and not 1 <= jpeg_quality <= 100:
+        raise UserError(f"JPEG quality must be between 1 and 100, not {jpeg_quality}")
     dev = resolve_device(device)
     loaded: LoadedModel | None = None
     if isinstance(model, LoadedModel):
@@ -203,7 +229,7 @@ def eval_sr(
 
     def score(pair: tuple[str, Path, Path | None]) -> dict[str, Any]:
         img_name, hr_path, lr_path = pair
-        lr, hr = load_sr_pair(hr_path, lr_path, scale)
+        lr, hr = load_sr_pair(hr_path, lr_path, scale, degradation, jpeg_quality, seed)
         where = lr_path or hr_path
         if runner is not None and min(lr.shape[-2:]) < 5:  # the 9x9 reflection-padded first layer
             raise UserError(f"{where}: {lr.shape[-1]}x{lr.shape[-2]} px is too small for the network (5 px at least)")
@@ -225,7 +251,9 @@ def eval_sr(
         "images": images,
         "mean": {k: sum(im[k] for im in images) / len(images) for k in SR_METRICS},
         "data": str(data_dir),
-        "lr": "files" if lr_dir is not None else "made from HR (MATLAB bicubic, uint8)",
+        "lr": _lr_source(lr_dir is not None, degradation),
+        "degradation": {"name": degradation, "seed": seed} if degradation == "real" else
+                       {"name": "jpeg", "quality": jpeg_quality} if jpeg_quality is not None else {"name": "clean"},
         "lpips_net": lpips_net,
         "seconds": sum(network.seconds) / len(network.seconds) if network and network.seconds else 0.0,
         "device": str(dev),
@@ -235,11 +263,20 @@ def eval_sr(
     }
 
 
+def _lr_source(files: bool, degradation: str) -> str:
+    if degradation == "real":
+        return "made from HR (real-photo degradations)"
+    return "files" if files else "made from HR (MATLAB bicubic, uint8)"
+
+
 def format_sr_table(result: dict[str, Any]) -> str:
     """Per-image rows and the mean: PSNR (dB, Y), SSIM (Y), LPIPS, as a plain text table."""
     rows = result["images"]
     width = max([len("mean"), *(len(im["name"]) for im in rows)]) + 2
-    title = (f"model {result['model']} x{result['scale']} on {result.get('data', '?')} ({len(rows)} image(s); "
+    how = result.get("degradation", {"name": "clean"})
+    inputs = {"clean": "", "jpeg": f", LR as JPEG q{how.get('quality')}",
+              "real": f", LR degraded as real photos (seed {how.get('seed')})"}[how["name"]]
+    title = (f"model {result['model']} x{result['scale']} on {result.get('data', '?')} ({len(rows)} image(s){inputs}; "
              f"PSNR/SSIM on Y, border {result['scale']}; LPIPS {result.get('lpips_net', 'alex')})")
     lines = [title, f"{'image':<{width}}{'PSNR dB':>10}{'SSIM':>9}{'LPIPS':>9}"]
 
