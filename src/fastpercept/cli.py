@@ -116,6 +116,12 @@ def _add_heavy_commands(sub) -> None:
                    help="required with --model bicubic; a model's scale comes from its card")
     p.add_argument("--tile", type=positive, default=None, help="run the network in tiles of this many pixels")
     p.add_argument("--lpips-net", default="alex", choices=["alex", "vgg"], help="LPIPS backbone (default alex)")
+    p.add_argument("--degradation", default="clean", choices=["clean", "real"],
+                   help="real: make each LR from its HR with the real-photo degradations of `train sr "
+                        "--degradation real` at --seed (blur, noise, resizing, JPEG; the LR files are unused)")
+    p.add_argument("--jpeg", type=int, default=None, metavar="Q",
+                   help="compress each clean LR as JPEG at quality Q (1-100) before upscaling")
+    p.add_argument("--seed", type=int, default=0, help="--degradation real: the degradations' seed (default 0)")
     _add_json(p)
     add_runtime(p)
 
@@ -422,7 +428,7 @@ def cmd_eval_sr(a: argparse.Namespace) -> int:
     from .eval_sr import eval_sr, format_sr_table
 
     result = eval_sr(a.model, a.data, scale=a.scale, tile=a.tile, device=a.device, precision=a.precision,
-                     lpips_net=a.lpips_net)
+                     lpips_net=a.lpips_net, degradation=a.degradation, jpeg_quality=a.jpeg, seed=a.seed)
     if a.json:
         _print_json(_finite_json(result))
     else:
