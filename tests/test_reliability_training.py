@@ -7,14 +7,19 @@ folder is a stand-in holding a copy of mosaic.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import shutil
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
-from fastpercept import models
+from fastpercept import images, models
 from fastpercept.errors import UserError
 from fastpercept.tasks.style import StyleConfig
 from test_reliability import one_line, run_cli
@@ -106,3 +111,80 @@ def test_3_nothing_is_written_into_the_package_model_folder(package_models, styl
     StyleConfig(data=str(data), output=str(tmp_path / "ok.safetensors"), style_image=str(style),
                 init_from="mosaic").validate()
     assert sorted(p.name for p in package_models.iterdir()) == ["mosaic.safetensors"]
+
+
+# ------------------------------------------------------------------------- 12. float TIFF range
+
+
+def _float_tiff(path: Path, values: np.ndarray) -> Path:
+    Image.fromarray(values.astype(np.float32)).save(path)  # mode "F"
+    return path
+
+
+RAMP = np.linspace(0.0, 1.0, 64 * 64, dtype=np.float32).reshape(64, 64)
+
+
+@pytest.mark.parametrize("outlier", [3.0, 1e6])
+def test_12_one_hot_pixel_does_not_darken_a_0_to_1_float_tiff(tmp_path, outlier):
+    values = RAMP.copy()
+    values[5, 7] = outlier  # was: 3.0 made 255 the white (the image came out black), 1e6 was refused
+    decoded = images.decode_image(_float_tiff(tmp_path / "render.tif", values))
+    assert decoded.source_mode == "F"
+    np.testing.assert_allclose(decoded.rgb[0], np.clip(values, 0.0, 1.0), atol=1e-6)
+    assert decoded.rgb[0, 5, 7] == 1.0  # the outlier is clipped
+
+
+@pytest.mark.parametrize("white", [255.0, 65535.0])
+def test_12_float_tiffs_on_8_and_16_bit_scales_keep_their_scale(tmp_path, white):
+    values = RAMP * white
+    values[5, 7] = 3 * white  # a hot pixel there too
+    decoded = images.decode_image(_float_tiff(tmp_path / "scan.tif", values))
+    np.testing.assert_allclose(decoded.rgb[0], np.clip(values / white, 0.0, 1.0), atol=1e-6)
+
+
+# -------------------------------------------------------- 13. /dev/stdin is not an "empty file"
+
+
+def _png_bytes() -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.arange(6 * 8 * 3, dtype=np.uint8).reshape(6, 8, 3)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+@contextlib.contextmanager
+def _fed_pipe(path: Path, data: bytes) -> Iterator[Path]:
+    """A named pipe at ``path`` that a thread writes ``data`` into (what ``/dev/stdin`` is under ``cat x |``)."""
+    os.mkfifo(path)
+
+    def feed() -> None:
+        with open(path, "wb") as f:
+            f.write(data)
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    try:
+        yield path
+    finally:
+        # A reader that never opened the pipe leaves the writer waiting in open(): this read end frees it.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        writer.join(timeout=10)
+        os.close(fd)
+
+
+def test_13_a_pipe_is_read_not_called_empty(tmp_path, capsys):
+    data = _png_bytes()
+    expected = np.asarray(Image.open(io.BytesIO(data))).transpose(2, 0, 1) / np.float32(255)
+    with _fed_pipe(tmp_path / "stdin.png", data) as pipe:
+        decoded = images.decode_image(pipe)
+    np.testing.assert_allclose(decoded.rgb, expected, atol=1e-6)
+    with _fed_pipe(tmp_path / "piped.png", data) as pipe:
+        code, out, err = run_cli(capsys, "stylize", pipe, "-o", tmp_path / "out.png", "--precision", "fp32")
+    assert code == 0, err
+    assert Image.open(tmp_path / "out.png").size == (8, 6)
+
+
+def test_13_null_device_is_empty_and_other_devices_are_not_image_files():
+    with pytest.raises(UserError, match="^/dev/null: empty file$"):
+        images.decode_image("/dev/null")
+    with pytest.raises(UserError, match="^/dev/zero: not a regular file"):
+        images.decode_image("/dev/zero")

@@ -97,12 +97,25 @@ def _bomb_check_lifted() -> Iterator[None]:
 
 def _check_readable_file(path: Path) -> None:
     """Raise UserError for the problems we can name precisely before Pillow sees the file."""
+    import os
+    import stat
+
     if not path.exists():
         raise UserError(f"{path}: no such file")
     if path.is_dir():
         raise UserError(f"{path}: is a folder, not an image file")
-    if path.stat().st_size == 0:
+    info = path.stat()
+    if stat.S_ISFIFO(info.st_mode):
+        return  # a pipe (``/dev/stdin`` fed by one) has no size: the decoder reads what comes
+    if stat.S_ISREG(info.st_mode):
+        if info.st_size == 0:
+            raise UserError(f"{path}: empty file")
+        return
+    if os.path.samefile(path, os.devnull):
         raise UserError(f"{path}: empty file")
+    # A terminal, another device or a socket: reading it as an image would wait on a keyboard or
+    # never end (/dev/zero).
+    raise UserError(f"{path}: not a regular file (a device or socket); give an image file or a pipe")
 
 
 def target_size(width: int, height: int, max_size: int | None) -> tuple[int, int]:
@@ -192,19 +205,25 @@ def _decode(path: Path, max_size: int | None, output_scale: int = 1) -> Image.Im
         raise UserError(f"{path}: cannot read image (truncated or corrupt file: {detail})") from None
 
 
-# Float images carry no range: (largest finite value up to, white). 0..1 with some overshoot
-# (clamped), 8-bit and 16-bit scales (a 0..255 float TIFF would otherwise come out all white).
+# Float images carry no range: (bright values up to, white). 0..1 with some overshoot (clamped),
+# 8-bit and 16-bit scales (a 0..255 float TIFF would otherwise come out all white).
 _FLOAT_RANGES = ((2.0, 1.0), (255.0, 255.0), (65535.0, 65535.0))
+# What "bright values" are: the 99.9th percentile, not the maximum, so that a few hot pixels (a
+# 0..1 render with one pixel at 3.0, or 1e6) are clipped instead of darkening the whole image.
+_FLOAT_RANGE_PERCENTILE = 99.9
 
 
 def _high_depth_to_float(im: Image.Image) -> np.ndarray:
     """A single-channel 16-bit, 32-bit integer or float image as (H, W) float32 in [0, 1]."""
     values = np.nan_to_num(np.asarray(im).astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
     if im.mode == "F":
-        peak = float(values.max()) if values.size else 0.0
-        white = next((w for top, w in _FLOAT_RANGES if peak <= top), None)
+        # "higher": a value of the image, never one interpolated towards an outlier; in an image
+        # of under 1,000 pixels that is its maximum (too few pixels to call one an outlier).
+        bright = float(np.percentile(values, _FLOAT_RANGE_PERCENTILE, method="higher")) if values.size else 0.0
+        white = next((w for top, w in _FLOAT_RANGES if bright <= top), None)
         if white is None:
-            raise UserError(f"float image with values up to {peak:g}; expected a range of 0..1, 0..255 or 0..65535")
+            raise UserError(f"float image with values up to {bright:g} (99.9% of its pixels); "
+                            "expected a range of 0..1, 0..255 or 0..65535")
         values /= white
     else:
         # 16-bit sources use the full 0..65535 range; dividing by 255 would blow them out.
