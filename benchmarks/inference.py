@@ -7,10 +7,13 @@ Input: the bundled example photo mirrored to each size (its texture at its nativ
 each size (batch 1) and for a batch of ``--batch`` images at 256 px: each backend's ms per
 image (median of ``--reps`` calls after one warm-up call), its speed-up over fp32 eager PyTorch
 measured in the same run on the same input, the PSNR of its output against fp32 eager's, and
-its first-call latency (a fresh runner: graph building or loading and the first inference; the
-exported ONNX graphs are cached on disk by then, as after any earlier use). The machine (CPU
-model, threads, torch and runtime versions, date) heads the output. Backends that are not
-installed are skipped with a note. ``--compile`` adds torch.compile (its first call compiles).
+its first-call latency (a fresh runner of :func:`fastpercept.runtime.backends.make_runner`:
+building its graph from the model's card and weights, compiling it, and the first inference).
+Every backend runs at its own ``auto`` precision (each cell says which). The runners get the
+input as they take it on the device: NumPy arrays on the CPU, tensors already on the GPU on CUDA
+(so the CUDA timings leave out host-device copies). The machine (CPU model, threads, torch and
+runtime versions, date) heads the output. Backends that are not installed, or do not run on the
+device, are skipped with a note. ``--compile`` adds torch.compile (its first call compiles).
 """
 
 from __future__ import annotations
@@ -23,12 +26,14 @@ import statistics
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from fastpercept.backends import TorchRunner, backend_available, make_runner
-from fastpercept.device import resolve_device, resolve_precision, wall_clock
-from fastpercept.images import load_image
+from fastpercept.device import wall_clock
+from fastpercept.images import decode_image
 from fastpercept.models import load_model
+from fastpercept.runtime.backends import BACKENDS, backend_available, make_runner, resolve_device
+from fastpercept.runtime.torch_runner import TorchRunner
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "src" / "fastpercept" / "assets" / "example.jpg"
 
@@ -58,32 +63,40 @@ def machine(device: torch.device) -> dict:
             "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
 
 
-def image(h: int, w: int, batch: int, device: torch.device) -> torch.Tensor:
+def image(h: int, w: int, batch: int, device: torch.device) -> np.ndarray | torch.Tensor:
     """The bundled photo mirrored (not resized) to fill (batch, 3, h, w): a photo's texture at its
     native scale. Resizing the 451x300 photo up to 1024 px would make it smooth, which is the worst
     case for bf16: there the instance norms divide small variations by a small spread, and bf16
     outputs measured 28 dB against fp32 at 1024 px, against 43 dB on this mirrored image and 42.9
-    dB on chicago.jpg (712x474) in its own size."""
-    e = load_image(EXAMPLE).rgb
-    row = torch.cat([e, e.flip(-1)] * (w // (2 * e.shape[-1]) + 1), dim=-1)
-    full = torch.cat([row, row.flip(-2)] * (h // (2 * e.shape[-2]) + 1), dim=-2)
-    return full[..., :h, :w].expand(batch, -1, -1, -1).contiguous().to(device)
+    dB on chicago.jpg (712x474) in its own size.
+
+    A NumPy array on the CPU, a tensor on ``device`` on CUDA (where only PyTorch runners run)."""
+    e = decode_image(EXAMPLE).rgb
+    row = np.concatenate([e, e[..., ::-1]] * (w // (2 * e.shape[-1]) + 1), axis=-1)
+    full = np.concatenate([row, row[..., ::-1, :]] * (h // (2 * e.shape[-2]) + 1), axis=-2)
+    x = np.ascontiguousarray(np.broadcast_to(full[..., :h, :w], (batch, 3, h, w)), dtype=np.float32)
+    return torch.from_numpy(x).to(device) if device.type == "cuda" else x
 
 
-def seconds(runner, x: torch.Tensor, reps: int) -> tuple[float, torch.Tensor]:
+def as_array(y: np.ndarray | torch.Tensor) -> np.ndarray:
+    return y if isinstance(y, np.ndarray) else y.float().cpu().numpy()
+
+
+def seconds(runner, x: np.ndarray | torch.Tensor, device: torch.device, reps: int
+            ) -> tuple[float, np.ndarray]:
     """Median wall time of ``reps`` calls after one warm-up call, and the output."""
     y = runner(x)
     times = []
     for _ in range(reps):
-        start = wall_clock(x.device)
+        start = wall_clock(device)
         y = runner(x)
-        times.append(wall_clock(x.device) - start)
-    return statistics.median(times), y
+        times.append(wall_clock(device) - start)
+    return statistics.median(times), as_array(y)
 
 
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    mse = float(((a.clamp(0, 1) - b.clamp(0, 1)) ** 2).mean())
-    return float("inf") if mse == 0 else 10 * torch.log10(torch.tensor(1 / mse)).item()
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(((np.clip(a, 0, 1) - np.clip(b, 0, 1)) ** 2).mean())
+    return float("inf") if mse == 0 else float(10 * np.log10(1 / mse))
 
 
 def main() -> None:
@@ -98,13 +111,14 @@ def main() -> None:
     p.add_argument("--json", action="store_true")
     a = p.parse_args()
 
-    device = resolve_device(a.device)
-    precision = resolve_precision("auto", device)
-    model = load_model(a.model, device=device)
+    device = torch.device(resolve_device(a.device))
+    model = load_model(a.model, device=device.type)
     backends = [b for b in a.backends.split(",") if b] + (["compile"] if a.compile else [])
-    # The exported-graph runtimes run on the CPU only: on CUDA the table compares torch and compile.
-    skipped = [b for b in backends if not backend_available(b) or (device.type == "cuda" and b not in ("torch",
-                                                                                                        "compile"))]
+    unknown = [b for b in backends if b not in BACKENDS]
+    if unknown:
+        p.error(f"unknown backend(s) {', '.join(unknown)}; choose from {', '.join(BACKENDS)}")
+    # The graph runtimes run on the CPU only: on CUDA the table compares torch and compile.
+    skipped = [b for b in backends if not backend_available(b) or device.type not in BACKENDS[b].devices]
     backends = [b for b in backends if b not in skipped]
     cases = []
     for size in a.sizes.split(","):
@@ -116,17 +130,17 @@ def main() -> None:
     rows = []
     for label, h, w, n in cases:
         x = image(h, w, n, device)
-        base_s, reference = seconds(TorchRunner(model.net, "fp32"), x, a.reps)
+        base_s, reference = seconds(TorchRunner(model.net_on(device.type), "fp32"), x, device, a.reps)
         row = {"case": label, "fp32_eager_ms": 1000 * base_s / n, "backends": {}}
         for backend in backends:
             start = wall_clock(device)
-            runner = make_runner(model.net, model.card, backend, device, precision)
+            runner = make_runner(model, backend, device.type, "auto")
             runner(x)
             first = wall_clock(device) - start
-            s, y = seconds(runner, x, a.reps)
+            s, y = seconds(runner, x, device, a.reps)
             row["backends"][backend] = {"ms_per_image": 1000 * s / n, "speedup": base_s / s,
                                         "psnr_db": psnr(y, reference), "first_call_s": first,
-                                        "precision": getattr(runner, "precision", precision)}
+                                        "precision": runner.precision}
             print(f"{label} {backend}: {1000 * s / n:.1f} ms/image", file=sys.stderr)
         rows.append(row)
 
@@ -137,11 +151,13 @@ def main() -> None:
     m = doc["machine"]
     versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items())
     print(f"{a.model} on {m['device']}, {m['threads']} threads, {versions}, {m['date']}")
-    head = "| case | fp32 eager ms/img | " + " | ".join(f"{b} ms/img (x, dB, first s)" for b in backends) + " |"
+    cols = [f"{b} ms/img (x, dB, first s, precision)" for b in backends]
+    head = "| case | fp32 eager ms/img | " + " | ".join(cols) + " |"
     print(head)
     print("|" + "---|" * (2 + len(backends)))
     for r in rows:
-        cells = [f"{b['ms_per_image']:.0f} ({b['speedup']:.2f}x, {b['psnr_db']:.1f}, {b['first_call_s']:.2f})"
+        cells = [f"{b['ms_per_image']:.0f} ({b['speedup']:.2f}x, {b['psnr_db']:.1f}, {b['first_call_s']:.2f}, "
+                 f"{b['precision']})"
                  for b in r["backends"].values()]
         print(f"| {r['case']} | {r['fp32_eager_ms']:.0f} | " + " | ".join(cells) + " |")
     if skipped:

@@ -1,7 +1,8 @@
 """Issue 17c: one multi-style network (conditional instance norm) vs single-style networks at
 equal total compute, judged per style on the held-out objective.
 
-Each style's network and the multi-style network's baked copy of that style are scored by
+Each style's network and the multi-style network's baked copy of that style (``MODEL@style``,
+:func:`fastpercept.models.load_model`, written to a temporary model file) are scored by
 ``eval style`` on the same photos (each with the style's own objective, from the cards).
 
     python benchmarks/multistyle.py --single DIR --multi multi.safetensors --content PHOTOS [--size 256]
@@ -17,8 +18,7 @@ import tempfile
 from pathlib import Path
 
 from fastpercept.eval_style import eval_style
-from fastpercept.models import load_model, save_model
-from fastpercept.tasks.multistyle import bake
+from fastpercept.models import load_model, read_card, save_model
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -33,18 +33,18 @@ def main() -> None:
     p.add_argument("--json", action="store_true")
     a = p.parse_args()
 
-    multi = load_model(a.multi)
+    card = read_card(a.multi)  # a multi-style model loads only with a style chosen: MODEL@style
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name, image in zip(multi.card["style_names"], multi.card["style_images"]):
-            baked = bake(multi.net, multi.card, {name: 1.0})
+        for name, image in zip(card["style_names"], card["style_images"]):
+            baked = load_model(f"{a.multi}@{name}")
             baked_path = save_model(baked.net, Path(tmp) / f"multi-{name}.safetensors", baked.card)
             scores = {}
             for kind, path in (("single", a.single / f"single-{name}.safetensors"), ("multi", baked_path)):
                 result = eval_style(path, a.content, size=a.size, style_image=a.styles_dir / image, progress=False)
                 scores[kind] = result["mean"]["network"]["total"]
             rows.append({"style": name, **scores, "ratio": scores["multi"] / scores["single"]})
-    doc = {"multi": str(a.multi), "multi_iterations": multi.card.get("iterations"), "content": str(a.content),
+    doc = {"multi": str(a.multi), "multi_iterations": card.get("iterations"), "content": str(a.content),
            "size": a.size, "rows": rows}
     if a.json:
         print(json.dumps(doc, indent=2))

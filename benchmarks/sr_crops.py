@@ -21,10 +21,10 @@ from PIL import Image, ImageDraw
 from fastpercept.device import resolve_device, resolve_precision
 from fastpercept.eval_sr import bicubic_upscale, load_sr_pair, score_sr, sr_pairs
 from fastpercept.images import to_pil
-from fastpercept.backends import TorchRunner
-from fastpercept.inference import run_network
 from fastpercept.lpips import LPIPS
 from fastpercept.models import load_model
+from fastpercept.runtime.tiling import run_network
+from fastpercept.runtime.torch_runner import TorchRunner
 
 
 def panels(hr_path: Path, models: list[str], scale: int, device: str = "auto",
@@ -42,7 +42,8 @@ def panels(hr_path: Path, models: list[str], scale: int, device: str = "auto",
         if label == "bicubic":
             sr = bicubic_upscale(lr, scale).clamp(0, 1)
         else:
-            sr = run_network(TorchRunner(load_model(label).to(dev).net, prec), lr.to(dev)).cpu()
+            # A tensor in gives a tensor back, on the tensor's device (the CPU); the network runs on dev.
+            sr = run_network(TorchRunner(load_model(label, device=dev.type).net, prec), lr)
         out.append((label, sr, score_sr(sr, hr, scale, lpips)))
     out.append(("HR", hr, {}))
     return out

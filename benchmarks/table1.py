@@ -19,9 +19,12 @@ on this 2-core machine while it was busy), and the first iterations timed here h
 so the extrapolated seconds are a lower bound and the speed-ups conservative.
 
 The network: a warm-up call, then the median of ``--reps`` timed calls of
-:func:`fastpercept.inference.run_network` (the ``stylize`` path, ``--precision``), timed with
-:func:`fastpercept.device.wall_clock` (CUDA work waited for). ``--json``: one JSON document on
-stdout instead of the table (progress goes to stderr either way).
+:func:`fastpercept.runtime.tiling.run_network` (the ``stylize`` path, ``--precision``) through
+:class:`~fastpercept.runtime.tiling.TimedNetwork` (NumPy arrays in and out, as ``stylize`` runs it;
+on CUDA the copies to and from the GPU are in the time and the GPU work is waited for). By default
+the runner is plain PyTorch under autocast; ``--backend`` times any backend of
+:mod:`fastpercept.runtime.backends` the same way. ``--json``: one JSON document on stdout instead
+of the table (progress goes to stderr either way).
 """
 
 from __future__ import annotations
@@ -38,16 +41,15 @@ from typing import Any, Callable
 import torch
 
 from fastpercept.data import center_crop
-from fastpercept.device import resolve_device, resolve_precision
 from fastpercept.errors import UserError
 from fastpercept.eval_style import find_style_image, objective_from_card
 from fastpercept.images import load_image
-from fastpercept import backends
-from fastpercept.backends import TorchRunner
-from fastpercept.inference import Runner, TimedNetwork
 from fastpercept.losses import StyleObjective
 from fastpercept.models import load_model, resolve_model_path
 from fastpercept.optimize import optimize_image
+from fastpercept.runtime.backends import Runner, make_runner, resolve_device, resolve_precision
+from fastpercept.runtime.tiling import TimedNetwork
+from fastpercept.runtime.torch_runner import TorchRunner
 from fastpercept.vgg import VGG16Features
 from fastpercept.weights import resolve_vgg16
 
@@ -106,27 +108,34 @@ def lbfgs_seconds_per_iteration(objective: StyleObjective, content: torch.Tensor
 def network_seconds(runner: Runner, x: torch.Tensor, reps: int) -> list[float]:
     """Wall seconds of ``reps`` calls of ``run_network(runner, x)`` after one warm-up call.
 
-    Takes any :class:`~fastpercept.inference.Runner`, so other backends can be timed the same way.
+    Takes any :class:`~fastpercept.runtime.backends.Runner`, so other backends can be timed the
+    same way; ``x`` goes in as the NumPy array ``stylize`` hands the runner.
     """
     network = TimedNetwork(runner)
+    image = x.detach().float().cpu().numpy()
     for _ in range(reps):
-        network(x)
+        network(image)
     return network.seconds
 
 
 def measure(sizes: list[int], model_name: str, style_image: Path | None, device: torch.device, precision: str,
             lbfgs_iters: int, reps: int, log: Callable[[str], None] = lambda s: None,
             backend: str | None = None) -> dict[str, Any]:
-    """Every row of the table, as a JSON-able dict (see :func:`main`)."""
-    model = load_model(model_name, device)
+    """Every row of the table, as a JSON-able dict (see :func:`main`).
+
+    ``precision``: the network's (``auto`` or a name: each backend resolves it as ``stylize`` does).
+    """
+    model = load_model(model_name, device.type)
     if model.task != "style":
         raise UserError(f"{model_name}: a {model.task} model; Table 1 times a style model")
     style_path = style_image_of(model_name, model.card, style_image)
     vgg = VGG16Features(resolve_vgg16()).to(device)
     objective = objective_from_card(model.card, vgg, style_path)
     # No backend: plain PyTorch under autocast, the network as the library ran it before backends.
-    runner = TorchRunner(model.net, precision) if backend is None else \
-        backends.make_runner(model.net, model.card, backend, device, precision)
+    if backend is None:
+        runner = TorchRunner(model.net, resolve_precision(precision, device.type, "torch"))
+    else:
+        runner = make_runner(model, backend, device.type, precision)
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     rows = []
     for size in sizes:
@@ -155,7 +164,7 @@ def measure(sizes: list[int], model_name: str, style_image: Path | None, device:
         "style_image": str(style_path),
         "content": str(CONTENT),
         "device": str(device),
-        "precision": getattr(runner, "precision", precision),
+        "precision": runner.precision,
         "backend": backend or "torch (autocast)",
         "machine": machine(device),
         "threads": torch.get_num_threads(),
@@ -166,7 +175,7 @@ def measure(sizes: list[int], model_name: str, style_image: Path | None, device:
         "iteration_counts": list(ITERATION_COUNTS),
         "method": (f"Gatys: mean seconds of {lbfgs_iters} L-BFGS iterations after 1 warm-up (fp32, noise init, "
                    "the model's training objective) x N iterations, not N iterations run; network: median of "
-                   f"{reps} run_network calls after 1 warm-up ({precision})"),
+                   f"{reps} run_network calls after 1 warm-up ({runner.precision})"),
         "rows": rows,
     }
 
@@ -219,15 +228,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", default="auto", help="the network's precision (the optimization is fp32)")
     p.add_argument("--backend", default=None, help="the network's backend (default: plain torch autocast; "
-                   "auto, torch, onnxruntime, openvino as fastpercept stylize --backend)")
+                   "auto, openvino, onnxruntime, torch, compile as fastpercept stylize --backend)")
     p.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
     a = p.parse_args(argv)
     if a.lbfgs_iters < 1 or a.reps < 1:
         p.error("--lbfgs-iters and --reps must be at least 1")
     try:
-        device = resolve_device(a.device)
-        precision = resolve_precision(a.precision, device)
-        result = measure(a.sizes, a.model, a.style_image, device, precision, a.lbfgs_iters, a.reps,
+        device = torch.device(resolve_device(a.device))
+        result = measure(a.sizes, a.model, a.style_image, device, a.precision, a.lbfgs_iters, a.reps,
                          log=lambda s: print(s, file=sys.stderr, flush=True), backend=a.backend)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -7,7 +7,9 @@ in one run. The stable mode (fastpercept.temporal.StableFrames) blends each inpu
 each output frame, with the previous one carried along the input's optical flow (the weights are
 the previous frame's shares; 0 switches a blend off); ``--norm-momenta`` also tries instance-norm
 statistics smoothed over time (an exponential moving average, momentum = the newest frame's
-share), a candidate that was measured and not kept.
+share), a candidate that was measured and not kept. The network runs on ``--backend``
+(:func:`fastpercept.runtime.backends.make_runner`, its ``auto`` precision) on NumPy frames, as
+``stylize`` runs a clip.
 
     python benchmarks/video_stability.py [--clip ../shared/data/video/bikes.mp4] [--frames 60]
 """
@@ -25,12 +27,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fastpercept.backends import make_runner
-from fastpercept.device import resolve_device, resolve_precision
 from fastpercept.eval_style import objective_from_card
 from fastpercept.images import to_uint8
-from fastpercept.inference import run_network
 from fastpercept.models import load_model
+from fastpercept.runtime.backends import make_runner
+from fastpercept.runtime.tiling import run_network
 from fastpercept.temporal import STABLE_INPUT_WEIGHT, STABLE_OUTPUT_WEIGHT, StableFrames, warping_error
 from fastpercept.vgg import VGG16Features
 from fastpercept.weights import resolve_vgg16
@@ -53,9 +54,10 @@ def stylize_clip(runner, frames: list[np.ndarray], weights: tuple[float, float] 
     for i in range(0, len(frames), batch):
         chunk = frames[i:i + batch]
         if stable:
-            x = torch.stack([torch.from_numpy(stable.calm(f)).permute(2, 0, 1) for f in chunk])
+            x = np.stack([stable.calm(f).transpose(2, 0, 1) for f in chunk])
         else:
-            x = torch.stack([torch.from_numpy(f).permute(2, 0, 1) for f in chunk]).float() / 255
+            x = np.stack([f.transpose(2, 0, 1) for f in chunk]).astype(np.float32) / np.float32(255)
+        x = np.ascontiguousarray(x, dtype=np.float32)
         if norm_momentum is None:
             y = run_network(runner, x)
         else:
@@ -65,10 +67,10 @@ def stylize_clip(runner, frames: list[np.ndarray], weights: tuple[float, float] 
                 state = now if state is None else [((1 - norm_momentum) * m + norm_momentum * nm,
                                                     (1 - norm_momentum) * v + norm_momentum * nv)
                                                    for (m, v), (nm, nv) in zip(state, now)]
-                ys.append(runner(x[k:k + 1], state).clamp(0, 1))
-            y = torch.cat(ys)
+                ys.append(np.clip(runner(x[k:k + 1], state), 0, 1))
+            y = np.concatenate(ys)
         for o in y:
-            o = to_uint8(o).permute(1, 2, 0).numpy().astype(np.float32) / 255
+            o = to_uint8(o).transpose(1, 2, 0).astype(np.float32) / np.float32(255)
             outputs.append(stable.settle(o) if stable else o)
     return outputs, (time.perf_counter() - start) / len(frames)
 
@@ -92,13 +94,13 @@ def main() -> None:
                    help="stable-mode input:output weight pairs to compare")
     p.add_argument("--norm-momenta", default="0.1", help="instance-norm smoothing momenta to compare ('': none)")
     p.add_argument("--style-image", type=Path, default=None, help="default: the card's file in ../shared/data/styles")
-    p.add_argument("--backend", default="auto")
+    p.add_argument("--backend", default="auto", help="auto, openvino, onnxruntime, torch or compile")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--json", action="store_true")
     a = p.parse_args()
 
-    device = resolve_device("auto")
-    model = load_model(a.model, device=device)
-    runner = make_runner(model.net, model.card, a.backend, device, resolve_precision("auto", device))
+    model = load_model(a.model)
+    runner = make_runner(model, a.backend, a.device, "auto")
     frames = read_frames(a.clip, a.frames)
     style = a.style_image or SHARED / "styles" / model.card["style_image"]
     objective = objective_from_card(model.card, VGG16Features(resolve_vgg16()), style)
@@ -123,13 +125,14 @@ def main() -> None:
         r["objective_vs_per_frame"] = r["objective"] / base["objective"]
     h, w = frames[0].shape[:2]
     doc = {"clip": str(a.clip), "frames": len(frames), "size": f"{w}x{h}", "model": a.model,
-           "backend": getattr(runner, "precision", ""), "cpu": platform.processor() or platform.machine(),
+           "backend": a.backend, "device": runner.device, "precision": runner.precision,
+           "cpu": platform.processor() or platform.machine(),
            "date": datetime.date.today().isoformat(), "rows": rows}
     if a.json:
         print(json.dumps(doc, indent=2))
         return
-    print(f"{a.model} on {Path(a.clip).name} ({w}x{h}, first {len(frames)} frames), {a.backend} backend, "
-          f"{doc['date']}")
+    print(f"{a.model} on {Path(a.clip).name} ({w}x{h}, first {len(frames)} frames), {a.backend} backend "
+          f"({runner.device}, {runner.precision}), {doc['date']}")
     print("| mode | warping error | vs per-frame | objective | vs per-frame | s/frame |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
