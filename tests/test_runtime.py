@@ -263,3 +263,30 @@ def test_training_commands_name_the_extra_they_need(capsys):
 
     assert main(["train", "style", "--data", "x"]) == 2
     assert "pip install 'fastpercept[train]'" in capsys.readouterr().err
+
+
+def test_denoise_interpolates_a_model_and_its_real_photo_twin(tmp_path, monkeypatch):
+    from safetensors.numpy import load_file, save_file
+
+    from fastpercept.models import interpolate_models, with_denoise
+
+    source = ASSETS / "models" / "x4.safetensors"
+    card = json.dumps(load_model("x4").card)
+    weights = load_file(str(source))
+    twin = {k: (v.astype(np.float32) * 0.5).astype(v.dtype) if v.dtype.kind == "f" else v for k, v in weights.items()}
+    save_file(weights, str(tmp_path / "sr.safetensors"), metadata={"fastpercept": card})
+    save_file(twin, str(tmp_path / "sr-real.safetensors"), metadata={"fastpercept": card})
+    monkeypatch.setenv("FASTPERCEPT_MODELS", str(tmp_path))
+    base, real = load_model("sr"), load_model("sr-real")
+    half = with_denoise("sr", 0.5)
+    key = "head.0.1.weight"
+    assert np.allclose(half.weights[key], (base.weights[key] + real.weights[key]) / 2)
+    photo = np.asarray(Image.open(ASSETS / "example-lr.png").convert("RGB"))[:24, :32]
+    assert np.array_equal(fastpercept.upscale(photo, "sr", denoise=0), fastpercept.upscale(photo, "sr"))
+    assert np.array_equal(fastpercept.upscale(photo, "sr", denoise=1), fastpercept.upscale(photo, "sr-real"))
+    with pytest.raises(UserError, match="denoise needs the model mosaic-real"):
+        with_denoise("mosaic", 0.5)
+    with pytest.raises(UserError, match="different networks"):
+        interpolate_models(base, load_model("x8"), 0.5)
+    with pytest.raises(UserError, match=r"denoise must be in \[0, 1\]"):
+        interpolate_models(base, real, 1.5)

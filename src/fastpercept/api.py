@@ -47,6 +47,13 @@ def _cached_model(name_or_path: str) -> LoadedModel:
     return load_model(name_or_path)
 
 
+@functools.lru_cache(maxsize=8)
+def _denoised_model(name_or_path: str, denoise: float) -> LoadedModel:
+    from .models import with_denoise
+
+    return with_denoise(name_or_path, denoise)
+
+
 def _model(model: str | os.PathLike | LoadedModel, task: str) -> LoadedModel:
     loaded = model if isinstance(model, LoadedModel) else _cached_model(str(model))
     if loaded.task != task:
@@ -245,15 +252,22 @@ def stylize(image: ImageLike, model: str | os.PathLike | LoadedModel | None = No
                       fps=fps, progress=progress)
 
 
-def upscale(image: ImageLike, model: str | os.PathLike | LoadedModel = "x4", *, match_colors: bool = False,
-            tile: int | None = None, max_size: int | None = None, device: str = "auto", precision: str = "auto",
-            output: str | os.PathLike | None = None, backend: str = "auto", crf: int | None = None,
-            codec: str | None = None, fps: float = DEFAULT_FPS, progress: Progress = None) -> ImageLike:
+def upscale(image: ImageLike, model: str | os.PathLike | LoadedModel = "x4", *, denoise: float | None = None,
+            match_colors: bool = False, tile: int | None = None, max_size: int | None = None, device: str = "auto",
+            precision: str = "auto", output: str | os.PathLike | None = None, backend: str = "auto",
+            crf: int | None = None, codec: str | None = None, fps: float = DEFAULT_FPS,
+            progress: Progress = None) -> ImageLike:
     """Super-resolve an image x4 or x8 with a trained SR model (same conventions as :func:`stylize`).
 
-    ``match_colors``: match each colour channel's histogram to the input's (the paper's
-    post-processing; see :func:`fastpercept.runtime.color.match_histograms`).
+    ``denoise``: for real photos (JPEG, noise, blur), 0..1: the model's weights interpolated
+    toward its twin trained on real-photo degradations (``x4`` -> ``x4-real``; 0 is the model,
+    1 the twin). ``match_colors``: match each colour channel's histogram to the input's (the
+    paper's post-processing; see :func:`fastpercept.runtime.color.match_histograms`).
     """
+    if denoise is not None:
+        if isinstance(model, LoadedModel):
+            raise UserError("denoise= takes a model by name or file, not a loaded model")
+        model = _denoised_model(str(model), float(denoise))
 
     def post(y: np.ndarray, x: np.ndarray) -> np.ndarray:
         return match_histograms(y, x) if match_colors else y

@@ -1,4 +1,4 @@
-"""The project's on-disk cache: loss-network weights, exported graphs, compiled kernels."""
+"""The project's on-disk cache: loss-network weights, user models, compiled PyTorch kernels."""
 
 from __future__ import annotations
 

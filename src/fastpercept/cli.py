@@ -158,6 +158,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_upscale)
     _add_images(p)
     p.add_argument("--model", default="x4", help="shipped SR model name or model file (default: x4)")
+    p.add_argument("--denoise", type=_unit, default=None, metavar="0..1",
+                   help="for real photos (JPEG, noise, blur): 0 is the model, 1 its twin trained on real-photo "
+                        "degradations (x4 -> x4-real), between a blend of their weights")
     p.add_argument("--match-colors", action="store_true",
                    help="match the output's color histograms to the input's (the paper's post-processing)")
 
@@ -236,7 +239,14 @@ def _planned(a: argparse.Namespace, suffix: str, default_ext: str | None = None
 
 
 def _fps(a: argparse.Namespace) -> dict:
-    return {} if a.fps is None else {"fps": a.fps}
+    """The ``fps=`` option of a clip from a folder of frames; UserError outside the rates we write."""
+    from .video import MAX_FPS, MIN_FPS
+
+    if a.fps is None:
+        return {}
+    if not MIN_FPS <= a.fps <= MAX_FPS:  # also refuses nan
+        raise UserError(f"--fps {a.fps:g}: give a frame rate from {MIN_FPS:g} to {MAX_FPS:g}")
+    return {"fps": a.fps}
 
 
 def _one_clip(a: argparse.Namespace, full: Callable[[Path, Path], object]) -> int:
@@ -251,12 +261,17 @@ def _one_clip(a: argparse.Namespace, full: Callable[[Path, Path], object]) -> in
 
 
 def cmd_stylize(a: argparse.Namespace) -> int:
-    from .models import DEFAULT_STYLE, resolve_model_path
+    from .models import DEFAULT_STYLE, read_card, resolve_model_path
 
     if a.style is not None and not a.style.strip():
         raise UserError("--style is empty; give a style name (see `fastpercept models`) or a model file")
     style = a.style or DEFAULT_STYLE
-    resolve_model_path(style)  # a bad --style is one error, not one per input
+    _fps(a)
+    # Checked before the outputs are planned: a bad --style is one error, not one per input, and
+    # the wrong kind of model is not taken for an output that exists.
+    if read_card(resolve_model_path(style)).get("task") == "sr":
+        raise UserError(f"{style}: a super-resolution model, not a style model; upscale with it, or see "
+                        "`fastpercept models`")
 
     def full(s: Path, d: Path) -> object:
         from .api import stylize
@@ -272,15 +287,19 @@ def cmd_stylize(a: argparse.Namespace) -> int:
 
 
 def cmd_upscale(a: argparse.Namespace) -> int:
-    from .models import resolve_model_path
+    from .models import read_card, resolve_model_path
 
-    resolve_model_path(a.model)
+    _fps(a)
+    task = read_card(resolve_model_path(a.model)).get("task")  # as for stylize: before the outputs are planned
+    if task != "sr":
+        raise UserError(f"{a.model}: a {task or 'non-SR'} model, not a super-resolution model; stylize with it, or see "
+                        "`fastpercept models`")
 
     def full(s: Path, d: Path) -> object:
         from .api import upscale
 
-        return upscale(s, a.model, match_colors=a.match_colors, tile=a.tile, max_size=a.max_size, device=a.device,
-                       precision=a.precision, output=d, backend=a.backend, crf=a.crf, codec=a.codec,
+        return upscale(s, a.model, denoise=a.denoise, match_colors=a.match_colors, tile=a.tile, max_size=a.max_size,
+                       device=a.device, precision=a.precision, output=d, backend=a.backend, crf=a.crf, codec=a.codec,
                        progress=sys.stderr.isatty() or None, **_fps(a))
 
     if a.frames:
@@ -449,6 +468,18 @@ def cmd_eval_style(a: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import signal
+    import threading
+
+    def terminate(signum: int, frame) -> None:
+        # SIGTERM stops a command as Ctrl-C does: the exception unwinds through the atomic writers
+        # (outputs complete or absent). A second one is ignored so that it cannot cut that short.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Interrupted(signum=signum)
+
+    # train installs its own handler (a checkpoint first) while it runs, then puts this one back.
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, terminate) if in_main_thread else None
     try:  # everything, the parser's imports included: Ctrl-C at any moment is one line, exit 130
         args = sys.argv[1:] if argv is None else list(argv)
         parser = build_parser(next((t for t in args if not t.startswith("-")), None))
@@ -469,13 +500,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except RuntimeError as e:
         # Ctrl-C while a class is being created (an import) reaches us wrapped by Python's __set_name__.
-        if isinstance(e.__cause__, KeyboardInterrupt):
+        if isinstance(e.__cause__, (KeyboardInterrupt, Interrupted)):
             print("fastpercept: interrupted", file=sys.stderr)
-            return 130
+            return 128 + getattr(e.__cause__, "signum", signal.SIGINT)
         raise
     except BrokenPipeError:  # `fastpercept models | head`: the reader left, not an error of ours
         sys.stdout = open(os.devnull, "w")
         return 0
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

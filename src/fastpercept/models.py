@@ -298,6 +298,40 @@ def _check_weights(model: LoadedModel, path: Path) -> None:
         raise UserError(f"{path}: weights do not match the card's architecture: {e}") from None
 
 
+DENOISE_SUFFIX = "-real"  # x4 and x4-real: the model for clean inputs and its twin for real photos
+
+
+def interpolate_models(a: LoadedModel, b: LoadedModel, t: float) -> LoadedModel:
+    """The network whose every weight is ``(1 - t) * a + t * b`` (Real-ESRGAN's ``-dn``): two
+    trainings of one architecture, ``t`` in [0, 1] (0 gives ``a``, 1 gives ``b``).
+
+    Raises :class:`UserError` when the two do not share an architecture.
+    """
+    t = float(t)
+    if not 0.0 <= t <= 1.0:
+        raise UserError(f"denoise must be in [0, 1], not {t}")
+    if arch_config(a.card) != arch_config(b.card) or a.weights.keys() != b.weights.keys():
+        raise UserError(f"{a.name} and {b.name} are different networks; only two trainings of one architecture "
+                        "can be interpolated")
+    weights = {k: ((1 - t) * v + t * b.weights[k]).astype(np.float32) for k, v in a.weights.items()}
+    card = {**a.card, "interpolated": {"from": a.name, "to": b.name, "t": t}}
+    return LoadedModel(weights, card, f"{a.name}+{b.name}@{t:g}", a.device)
+
+
+def with_denoise(model: str | os.PathLike, denoise: float) -> LoadedModel:
+    """``model`` interpolated toward its real-photo twin (``NAME-real``: x4 -> x4-real) by ``denoise``."""
+    base = load_model(model)
+    twin = base.name.removesuffix(DENOISE_SUFFIX) + DENOISE_SUFFIX
+    if base.name.endswith(DENOISE_SUFFIX):
+        base, twin = load_model(base.name.removesuffix(DENOISE_SUFFIX)), base.name
+    try:
+        real = load_model(twin)
+    except UserError:
+        raise UserError(f"{base.name}: denoise needs the model {twin} (trained on real-photo degradations), "
+                        "which is not installed") from None
+    return interpolate_models(base, real, denoise)
+
+
 def _chosen_style(weights: dict[str, np.ndarray], card: dict[str, Any], path: Path,
                   choice: str | None) -> tuple[dict[str, np.ndarray], dict[str, Any], str]:
     if card.get("task") != "multistyle":
