@@ -376,6 +376,9 @@ def bake_style(weights: Mapping[str, np.ndarray], card: Mapping[str, Any], blend
     instance norm's ``weight`` and ``bias`` (C,): their sums weighted by the blend.
     """
     names = list(card["style_names"])
+    unknown = [n for n in blend if n not in names]
+    if unknown:
+        raise UserError(f"style {unknown[0]!r} is not in this model (it holds {', '.join(names)})")
     w = np.array([blend.get(n, 0.0) for n in names], dtype=np.float64)
     baked = {}
     for key, value in weights.items():
