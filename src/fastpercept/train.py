@@ -179,6 +179,12 @@ def files_digest(root: str | os.PathLike, files: Sequence[Path]) -> str:
     return h.hexdigest()
 
 
+def dataset_record(root: str | os.PathLike, files: Sequence[Path]) -> dict[str, Any]:
+    """How a card names a training set: the folder's base name, its file count and
+    :func:`files_digest` (the identity ``--resume`` checks), never a path of the training machine."""
+    return {"name": Path(root).resolve().name or "root", "files": len(files), "sha256": files_digest(root, files)}
+
+
 @dataclass
 class TrainingSetup:
     """What one task's run trains: the network, the samples, the loss of a batch, the card so far."""

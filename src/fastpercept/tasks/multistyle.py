@@ -16,7 +16,7 @@ from ..data import RandomCrops, RoundRobinLabels
 from ..errors import UserError
 from ..losses import StyleObjective, check_weight
 from ..nets.multistyle import MultiStyleNet, MultiStyleNetConfig
-from ..train import TrainingSetup, file_digest, files_digest, initial_model, resumable
+from ..train import TrainingSetup, dataset_record, file_digest, initial_model, resumable
 from . import Task
 from .style import StyleTrainingConfig, add_training_arguments, loss_network, objective_card
 
@@ -77,9 +77,10 @@ def setup(cfg: MultiStyleConfig) -> TrainingSetup:
         return objective(net(content, style=F.one_hot(labels, styles).float()), target)
 
     digests = [file_digest(p) for p in cfg.style_images]
+    dataset = dataset_record(cfg.data, files)
     identity = {"style_images_sha256": hashlib.sha256("".join(digests).encode()).hexdigest(),
-                "data_files": files_digest(cfg.data, files)}
-    card = {"task": "multistyle", **model.config.to_dict(), **objective_card(cfg, weights, files),
+                "data_files": dataset["sha256"]}
+    card = {"task": "multistyle", **model.config.to_dict(), **objective_card(cfg, weights, dataset),
             "style_names": [Path(p).stem for p in cfg.style_images],
             "style_images": [Path(p).name for p in cfg.style_images],
             "style_weights": cfg.per_style_weights, "style_images_sha256": digests}

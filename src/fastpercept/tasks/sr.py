@@ -18,7 +18,7 @@ from ..errors import UserError
 from ..losses import (ObjectiveWeights, check_layers, check_weight, feature_reconstruction_loss, pixel_loss,
                       total_variation_loss)
 from ..nets.sr import SRNet, SRNetConfig
-from ..train import RunConfig, TrainingSetup, files_digest, initial_model, source_reference
+from ..train import RunConfig, TrainingSetup, dataset_record, initial_model, source_reference
 from . import Task
 
 # The scales offered by training, evaluation and the CLI (the network itself takes any power of two).
@@ -83,12 +83,13 @@ def setup(cfg: SRConfig) -> TrainingSetup:
     if net_config.scale != cfg.scale:
         raise UserError(f"{cfg.init_from}: an x{net_config.scale} model, not x{cfg.scale}")
     real = DegradationConfig() if cfg.degradation == "real" else None
+    dataset = dataset_record(cfg.data, files)
     card: dict[str, Any] = {
         "task": "sr", "arch": "srnet", **net_config.to_dict(), "loss": cfg.loss, "patch_size": cfg.patch_size,
         # blur_sigma is part of the clean degradation only; the real one names its whole config.
         **({"blur_sigma": cfg.blur_sigma, "degradation": "clean"} if real is None else
            {"degradation": {"name": PIPELINE_NAME, "config": real.to_dict()}}),
-        "dataset": f"{cfg.data} ({len(files)} images)", **source_reference(cfg.init_from),
+        "dataset": dataset, **source_reference(cfg.init_from),
     }
     frozen: list[nn.Module] = []
     if cfg.loss == "feat":
@@ -121,7 +122,7 @@ def setup(cfg: SRConfig) -> TrainingSetup:
 
     samples = RandomCrops(files, cfg.patch_size, cfg.seed,
                           transform=SRPair(cfg.patch_size, cfg.scale, cfg.blur_sigma, real))
-    identity = {"data_files": files_digest(cfg.data, files)}
+    identity = {"data_files": dataset["sha256"]}
     if real is not None:  # --resume refuses checkpoints made under other degradation defaults
         identity["degradation"] = hashlib.sha256(json.dumps(real.to_dict(), sort_keys=True).encode()).hexdigest()
     return TrainingSetup(model=model, samples=samples, loss=loss, card=card, frozen=frozen, init_card=init_card,

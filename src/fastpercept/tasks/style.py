@@ -15,7 +15,7 @@ from ..data import RandomCrops, scan_image_files
 from ..errors import UserError
 from ..losses import STYLE_SIZE, ObjectiveWeights, StyleObjective
 from ..nets.style import StyleNet, StyleNetConfig
-from ..train import (RunConfig, TrainingSetup, file_digest, files_digest, initial_model, resumable,
+from ..train import (RunConfig, TrainingSetup, dataset_record, file_digest, initial_model, resumable,
                      source_reference)
 from . import Task
 
@@ -82,13 +82,14 @@ def loss_network(cfg: StyleTrainingConfig) -> tuple[VGG16Features, ResolvedWeigh
     return VGG16Features(weights), weights, files
 
 
-def objective_card(cfg: StyleTrainingConfig, weights: ResolvedWeights, files: list[Path]) -> dict[str, Any]:
-    """The card entries every style run writes: objective, sizes, data, loss network, source."""
+def objective_card(cfg: StyleTrainingConfig, weights: ResolvedWeights, dataset: dict[str, Any]) -> dict[str, Any]:
+    """The card entries every style run writes: objective, sizes, data (:func:`dataset_record`), loss
+    network, source."""
     return {
         "content_layer": cfg.content_layer, "style_layers": list(cfg.style_layers),
         "content_weight": cfg.content_weight, "tv_weight": cfg.tv_weight,
         "style_size": cfg.style_size, "image_size": cfg.image_size,
-        "dataset": f"{cfg.data} ({len(files)} images)", "vgg_sha256": weights.sha256,
+        "dataset": dataset, "vgg_sha256": weights.sha256,
         **source_reference(cfg.init_from), "loss_terms": ["content", "style", "tv"],
     }
 
@@ -112,8 +113,9 @@ def setup(cfg: StyleConfig) -> TrainingSetup:
         target = objective.content_features(content)
         return objective(net(content), target)
 
-    identity = {"style_image_sha256": file_digest(cfg.style_image), "data_files": files_digest(cfg.data, files)}
-    card = {"task": "style", **model.config.to_dict(), **objective_card(cfg, weights, files),
+    dataset = dataset_record(cfg.data, files)
+    identity = {"style_image_sha256": file_digest(cfg.style_image), "data_files": dataset["sha256"]}
+    card = {"task": "style", **model.config.to_dict(), **objective_card(cfg, weights, dataset),
             "style_weight": cfg.style_weight, "style_image": Path(cfg.style_image).name,
             "style_image_sha256": identity["style_image_sha256"]}
     return TrainingSetup(model=model, samples=RandomCrops(files, cfg.image_size, cfg.seed), loss=loss, card=card,
