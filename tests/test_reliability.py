@@ -131,7 +131,7 @@ def test_jpeg_max_size_hint_fits_once_decoded_small(tmp_path, monkeypatch):
     Image.new("RGB", (4000, 3000), (10, 20, 30)).save(big, quality=50)
     need = 8 * 4000 * 3000 + 20 * 4000 * 3000
     monkeypatch.setattr(images, "available_memory", lambda device="cpu": need // 3)
-    with pytest.raises(UserError, match=r"--max-size \d+ fits"):
+    with pytest.raises(UserError, match=r"max_size=\d+ fits"):
         images.load_image(big)
     assert images.load_image(big, max_size=1000).size == (1000, 750)  # decoded at reduced size, fits
 

@@ -290,3 +290,12 @@ def test_denoise_interpolates_a_model_and_its_real_photo_twin(tmp_path, monkeypa
         interpolate_models(base, load_model("x8"), 0.5)
     with pytest.raises(UserError, match=r"denoise must be in \[0, 1\]"):
         interpolate_models(base, real, 1.5)
+
+
+def test_library_messages_name_api_options_and_the_cli_shows_flags():
+    from fastpercept.errors import as_flags
+
+    message = "x.png: 9000x9000 image needs 5 GiB; max_size=2048 fits (tile= bounds only the network's share)"
+    assert as_flags(message) == "x.png: 9000x9000 image needs 5 GiB; --max-size 2048 fits (--tile bounds only the " \
+                                "network's share)"
+    assert as_flags("tiles of 216 px") == "tiles of 216 px"

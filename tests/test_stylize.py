@@ -110,7 +110,7 @@ def test_images_too_big_for_memory_are_tiled_automatically(model_file, monkeypat
     assert torch.equal(auto, run_network(TorchRunner(net.net), x, tile=216))
     # not even the input and output fit: one clear error, not the OOM killer
     monkeypatch.setattr("fastpercept.runtime.tiling.available_memory", lambda device: 10**6)
-    with pytest.raises(fastpercept.errors.UserError, match="300x300 image needs .* --max-size"):
+    with pytest.raises(fastpercept.errors.UserError, match="300x300 image needs .* max_size="):
         run_network(TorchRunner(net.net), x)
 
 

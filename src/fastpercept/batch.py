@@ -14,7 +14,7 @@ from typing import TypeVar
 
 from tqdm import tqdm
 
-from .errors import UserError
+from .errors import UserError, as_flags
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -36,6 +36,6 @@ def each_item(items: Iterable[Item], work: Callable[[Item], Result], failed: lis
             result = work(item)
         except UserError as e:
             failed.append((item, str(e)))
-            tqdm.write(f"fastpercept: error: {e}", file=sys.stderr)
+            tqdm.write(f"fastpercept: error: {as_flags(str(e))}", file=sys.stderr)
             continue
         yield item, result

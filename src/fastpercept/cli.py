@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 from . import __version__
 from .cli_args import (VGG_HELP, OneLineParser, add_backend, add_objective, add_runtime, add_training,
                        ints as _ints, positive, unit as _unit)
-from .errors import Interrupted, UserError
+from .errors import Interrupted, UserError, as_flags
 
 log = logging.getLogger("fastpercept")
 
@@ -292,8 +292,8 @@ def cmd_upscale(a: argparse.Namespace) -> int:
     _fps(a)
     task = read_card(resolve_model_path(a.model)).get("task")  # as for stylize: before the outputs are planned
     if task != "sr":
-        raise UserError(f"{a.model}: a {task or 'non-SR'} model, not a super-resolution model; stylize with it, or see "
-                        "`fastpercept models`")
+        raise UserError(f"{a.model}: a {task or 'non-SR'} model, not a super-resolution model; stylize with it, "
+                        "or see `fastpercept models`")
 
     def full(s: Path, d: Path) -> object:
         from .api import upscale
@@ -490,7 +490,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.setLevel(logging.DEBUG if a.verbose else logging.INFO)
         return a.func(a)
     except UserError as e:
-        print(f"fastpercept: error: {e}", file=sys.stderr)
+        print(f"fastpercept: error: {as_flags(str(e))}", file=sys.stderr)
         return 2
     except Interrupted as e:
         print(f"fastpercept: interrupted: {e}" if str(e) else "fastpercept: interrupted", file=sys.stderr)

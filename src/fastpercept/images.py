@@ -130,8 +130,8 @@ def target_size(width: int, height: int, max_size: int | None) -> tuple[int, int
 def _too_large_message(path: object, width: int, height: int) -> str:
     return (
         f"{path}: image too large ({width}x{height}, {width * height / 1e6:.0f} megapixels; "
-        f"the limit is {MAX_PIXELS / 1e6:.0f}); shrink it beforehand, or use --max-size "
-        f"(JPEG files are then decoded at reduced size) and --tile to bound memory"
+        f"the limit is {MAX_PIXELS / 1e6:.0f}); shrink it beforehand, or use max_size= "
+        f"(JPEG files are then decoded at reduced size) and tile= to bound memory"
     )
 
 
@@ -157,12 +157,12 @@ def _check_memory(path: Path, source: tuple[int, int], max_size: int | None, out
         if image_pipeline_bytes(decoded, target, output_scale) <= free:
             fits = side
             break
-    hint = (f"--max-size {fits} fits" + ("" if is_jpeg else " once decoded")) if fits else \
+    hint = (f"max_size={fits} fits" + ("" if is_jpeg else " once decoded")) if fits else \
         "decoding it alone does not fit: shrink the file beforehand"
     if fits and not is_jpeg and 8 * source[0] * source[1] > free:
         hint = "decoding it alone does not fit (only JPEG decodes at reduced size): shrink the file beforehand"
     raise UserError(f"{path}: {source[0]}x{source[1]} image needs about {need / gib:.1f} GiB to process and "
-                    f"{free / gib:.1f} GiB is available; {hint} (--tile bounds only the network's share)")
+                    f"{free / gib:.1f} GiB is available; {hint} (tile= bounds only the network's share)")
 
 
 def _decode(path: Path, max_size: int | None, output_scale: int = 1) -> Image.Image:
@@ -197,7 +197,7 @@ def _decode(path: Path, max_size: int | None, output_scale: int = 1) -> Image.Im
     except PermissionError:
         raise UserError(f"{path}: permission denied") from None
     except MemoryError:
-        raise UserError(f"{path}: not enough memory to decode; try --max-size") from None
+        raise UserError(f"{path}: not enough memory to decode; try max_size=") from None
     except Exception as exc:  # noqa: BLE001 - decoders raise many types on bad data
         # OSError ("image file is truncated"), SyntaxError, ValueError, struct.error, ...:
         # all mean the bytes are not a valid image.
@@ -270,7 +270,7 @@ class DecodedImage:
 def decode_pil(image: Image.Image, max_size: int | None = None, path: Path | None = None) -> DecodedImage:
     """A decoded PIL image of any mode as arrays (see :func:`from_pil`)."""
     if max_size is not None and max_size < 1:
-        raise UserError(f"--max-size must be at least 1 pixel, got {max_size}")
+        raise UserError(f"max_size= must be at least 1 pixel, got {max_size}")
     size = target_size(image.width, image.height, max_size)
     source_mode = image.mode
 
@@ -310,7 +310,7 @@ def decode_image(path: str | Path, max_size: int | None = None, output_scale: in
     try:
         return decode_pil(image, max_size=max_size, path=path)
     except MemoryError:
-        raise UserError(f"{path}: not enough memory to convert the image; try --max-size") from None
+        raise UserError(f"{path}: not enough memory to convert the image; try max_size=") from None
     finally:
         image.close()
 

@@ -86,7 +86,7 @@ def pass_budget(shape: tuple[int, ...], scale: int, precision: str, free: int) -
     canvas = n * h * w * (12 + 16 * scale * scale)  # fp32 input, output and blend weights
     if canvas > free:
         raise UserError(f"a {w}x{h} image needs {canvas / 2**30:.1f} GiB for its input and output alone and "
-                        f"{free / 2**30:.1f} GiB is available; reduce it with --max-size")
+                        f"{free / 2**30:.1f} GiB is available; reduce it with max_size=")
     return n * PASS_BYTES_PER_OUTPUT_PIXEL[precision] * scale * scale, MEMORY_SHARE * (free - canvas)
 
 
