@@ -14,6 +14,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+# The longest file name most file systems take (NAME_MAX: ext4, XFS, APFS, NTFS in UTF-16 units).
+NAME_MAX = 255
+_TEMP_EXTRA = len(".") + len(".") + 8 + len(".tmp")  # mkstemp's random part is 8 characters
+
+
+def _temp_prefix(target: Path) -> str:
+    """The hidden temporary name's prefix for ``target``: ``.NAME.``, NAME shortened (by whole
+    characters) so that the temporary name stays within NAME_MAX bytes wherever NAME does."""
+    name = target.name
+    while len(os.fsencode(name)) > NAME_MAX - _TEMP_EXTRA:
+        name = name[:-1]
+    return f".{name}."
+
+
 def _new_file_mode(target: Path) -> int:
     """Permissions for the new file: those of the file it replaces, else 0o666 minus umask.
 
@@ -34,7 +48,7 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path), suffix=".tmp")
     os.close(fd)
     tmp = Path(name)
     try:
@@ -58,7 +72,7 @@ def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=_temp_prefix(path), suffix=".tmp"))
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~_umask())

@@ -7,10 +7,12 @@ never share an output.
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from .atomic import NAME_MAX
 from .errors import UserError
 from .images import IMAGE_SUFFIXES, IMAGE_WRITE_FORMATS
 from .video import VIDEO_SUFFIXES, is_video
@@ -22,12 +24,18 @@ def _is_hidden(name: str) -> bool:
     return name.startswith(".")
 
 
-def _walk_images(folder: Path, recursive: bool, skip: Path | None = None) -> list[tuple[Path, Path]]:
+def _media_names(files: list[str]) -> list[str]:
+    return [name for name in files if not _is_hidden(name) and os.path.splitext(name)[1].lower() in MEDIA_SUFFIXES]
+
+
+def _walk_images(folder: Path, recursive: bool, skip: Path | None = None,
+                 skipped: list[Path] | None = None) -> list[tuple[Path, Path]]:
     """``(file, real file)`` for the files under folder with a MEDIA_SUFFIXES suffix (any case),
     sorted by their path below folder; hidden files and folders skipped.
 
     Symbolically linked folders are followed, each real folder once (a link cycle ends there).
-    skip: a folder (resolved) whose contents are left out, e.g. an output folder inside folder.
+    skip: a folder (resolved) whose contents are left out, e.g. an output folder inside folder;
+    the files left out there are appended to ``skipped``.
     The real file is the resolved folder joined with the name: one ``resolve`` per folder, not
     per file (100,000 files list in about a second).
     """
@@ -38,30 +46,47 @@ def _walk_images(folder: Path, recursive: bool, skip: Path | None = None) -> lis
         real = root_path.resolve()
         # The output folder is skipped only when nested: -o equal to the input folder must
         # still be seen (and refused) as overwriting the inputs.
-        if (skip is not None and root_path != folder and real == skip) or real in visited:
+        if skip is not None and root_path != folder and real == skip:
+            dirs[:] = []
+            if skipped is not None:
+                skipped.extend(Path(r) / name for r, _, names in os.walk(root_path) for name in _media_names(names))
+            continue
+        if real in visited:
             dirs[:] = []
             continue
         visited.add(real)
         # Pruning dirs in place stops os.walk descending into hidden folders.
         dirs[:] = [d for d in dirs if not _is_hidden(d)] if recursive else []
         rel = root_path.relative_to(folder).parts
-        found.extend(
-            ((*rel, name), root_path / name, real / name)
-            for name in files
-            if not _is_hidden(name) and os.path.splitext(name)[1].lower() in MEDIA_SUFFIXES
-        )
+        found.extend(((*rel, name), root_path / name, real / name) for name in _media_names(files))
     # Sort by path components so "a/b.png" and "a-b.png" order the same on every platform.
     found.sort(key=lambda entry: entry[0])
     return [(path, real) for _, path, real in found]
 
 
+def _link_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be read as a file although it is listed (a symbolic link to itself, in
+    a loop or to a missing file), or None."""
+    try:
+        os.stat(path)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return f"{path}: a symbolic link that leads back to itself (a loop); nothing to read"
+        if os.path.islink(path):
+            return f"{path}: a symbolic link to a missing file ({os.readlink(path)})"
+        return f"{path}: {e.strerror or e}"
+    return None
+
+
 def _expand(inputs: Sequence[str | Path], recursive: bool, skip: Path | None = None,
-            failed: list[tuple[Path, str]] | None = None) -> list[tuple[Path, Path, bool]]:
+            failed: list[tuple[Path, str]] | None = None, skipped: list[Path] | None = None
+            ) -> list[tuple[Path, Path, bool]]:
     """(image, path relative to its input folder or its bare name, came-from-a-folder) per image.
 
     The same file reached twice (given twice, or as a file and inside a folder) is kept once. A
     missing input or a folder without images raises UserError, or, with ``failed`` given, is
-    appended there as ``(input, message)`` and the other inputs go on.
+    appended there as ``(input, message)`` and the other inputs go on; so is, with ``failed``, a
+    file in a folder that is a broken symbolic link. Files in the ``skip`` folder go to ``skipped``.
     """
     seen: set[Path] = set()
     result: list[tuple[Path, Path, bool]] = []
@@ -69,12 +94,18 @@ def _expand(inputs: Sequence[str | Path], recursive: bool, skip: Path | None = N
         p = Path(item)
         try:
             if p.is_dir():
-                images = _walk_images(p, recursive, skip)
+                images = _walk_images(p, recursive, skip, skipped)
                 if not images:
                     raise UserError(f"{p}: no images found ({', '.join(MEDIA_SUFFIXES)})")
+                if failed is not None:  # planning a batch: a link that leads nowhere is reported, not planned
+                    problems = [_link_problem(img) for img, _ in images]
+                    failed.extend((img, problem) for (img, _), problem in zip(images, problems) if problem)
+                    images = [entry for entry, problem in zip(images, problems) if not problem]
                 entries = [(img, img.relative_to(p), True, real) for img, real in images]
             elif p.exists():
                 entries = [(p, Path(p.name), False, p.resolve())]
+            elif p.is_symlink():
+                raise UserError(_link_problem(p) or f"{p}: cannot be read")
             else:
                 raise UserError(f"{p}: no such file or folder")
         except UserError as e:
@@ -173,21 +204,23 @@ def plan_outputs(
 ) -> list[tuple[Path, Path]]:
     """Pair every input image with the path its result is written to.
 
-    - out None: beside the input, named "{stem}-{suffix}{ext}". When walking folders, files
-      already named "*-{suffix}.*" are taken to be earlier results and left out, so running
-      the same command twice does not process its own outputs.
+    - out None: beside the input, named "{stem}-{suffix}{ext}". When walking folders, a file
+      that is another input's output (``a-{suffix}.jpg`` beside ``a.jpg``) is taken to be an
+      earlier result and left out, so running the same command twice does not process its own
+      outputs; any other file, ``photo-{suffix}.jpg`` alone included, is an input.
     - out naming a file (:func:`output_names_file`; one input file): out itself, replaced if it
       exists (the user named it).
     - otherwise out is a folder: an input file goes to out/NAME, images found in an input
       folder keep their path relative to it (out/sub/NAME). An output folder inside an input
-      folder is not walked.
+      folder is not walked; the images there that are not this run's outputs are reported.
     ext is the input's suffix when it is one we write, otherwise default_ext (default ".png").
 
     A file that already exists where an output would go (beside the inputs or in the output
     folder) is never replaced unless ``overwrite``: it may be the user's own file that happens
     to carry our naming. With ``failed`` given, such an input, and a missing input, is appended
     there as ``(input, message)`` and left out of the plan (the batch goes on); without it,
-    UserError is raised.
+    UserError is raised. So is an input whose output's name would be longer than a file system
+    takes (NAME_MAX bytes), and a listed file that is a symbolic link leading nowhere.
 
     Raises UserError if an output would overwrite an input or two inputs would share an output.
     """
@@ -197,40 +230,69 @@ def plan_outputs(
         raise UserError(f"{out_path}: exists and is not a folder")
     skip = out_path.resolve() if out_path is not None and not names_file else None
 
-    entries = _expand(inputs, recursive, skip, failed)
+    skipped: list[Path] = []
+    entries = _expand(inputs, recursive, skip, failed, skipped)
     if out_path is None:
-        tag = f"-{suffix}"
-        entries = [e for e in entries if not (e[2] and e[0].stem.endswith(tag))]
-        if not entries and not failed:
-            raise UserError(f"{', '.join(map(str, inputs))}: only earlier '{tag}' results found, no images")
+        # A file in a folder that is another input's output (a-mosaic.jpg beside a.jpg) is an
+        # earlier result, not an input; the user's own photo-mosaic.jpg without a photo.jpg is one.
+        outputs = {_beside(img, suffix, default_ext) for img, _, _ in entries}
+        entries = [e for e in entries if not (e[2] and e[0] in outputs)]
 
     if names_file:
         if len(inputs) != 1 or len(entries) != 1 or entries[0][2]:
             raise UserError(f"{out_path}: names one file but the input holds {len(entries)} image(s); give a folder")
         pairs = [(entries[0][0], out_path)]
     elif out_path is None:
-        pairs = [
-            (img, img.with_name(f"{img.stem}-{suffix}{_output_ext(img, default_ext)}"))
-            for img, _, _ in entries
-        ]
+        pairs = [(img, _beside(img, suffix, default_ext)) for img, _, _ in entries]
     else:
         pairs = [
             (img, out_path / rel.with_suffix(_output_ext(img, default_ext)))
             for img, rel, _ in entries
         ]
-    _check_plan(pairs)
-    if names_file or overwrite:
-        return pairs
+    # Images inside an output folder nested in an input folder are not read (they would be
+    # processed again on every run); those that are not this run's outputs are the user's, said so.
+    targets = {target.resolve() for _, target in pairs if len(os.fsencode(target.name)) <= NAME_MAX}
+    for image in skipped:
+        if _resolved(image) not in targets:
+            _refuse(failed, image, f"{image}: inside the output folder {out_path}, so not read as an input; "
+                                   "choose an output folder outside the input folder")
     kept = []
     for img, target in pairs:
+        size = len(os.fsencode(target.name))
+        if size > NAME_MAX:
+            _refuse(failed, img, f"{img}: its output's name would be {size} bytes, over the {NAME_MAX} a file "
+                                 "name may have; rename the input or name the output")
+        else:
+            kept.append((img, target))
+    _check_plan(kept)
+    if names_file or overwrite:
+        return kept
+    pairs, kept = kept, []
+    for img, target in pairs:
         if target.exists():
-            message = f"{target}: exists (not written by this run); pass --overwrite to replace it"
-            if failed is None:
-                raise UserError(message)
-            failed.append((img, message))
+            _refuse(failed, img, f"{target}: exists (not written by this run); pass --overwrite to replace it")
         else:
             kept.append((img, target))
     return kept
+
+
+def _resolved(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # a symbolic link loop (RuntimeError before Python 3.13)
+        return path
+
+
+def _beside(image: Path, suffix: str, default_ext: str | None) -> Path:
+    """Where an input's output goes when no output is named: ``{stem}-{suffix}{ext}`` beside it."""
+    return image.with_name(f"{image.stem}-{suffix}{_output_ext(image, default_ext)}")
+
+
+def _refuse(failed: list[tuple[Path, str]] | None, image: Path, message: str) -> None:
+    """Record ``image`` as left out of the plan (the batch goes on), or raise where nothing is recorded."""
+    if failed is None:
+        raise UserError(message)
+    failed.append((image, message))
 
 
 def _check_plan(pairs: list[tuple[Path, Path]]) -> None:
