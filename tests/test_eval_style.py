@@ -76,10 +76,13 @@ def test_result_has_the_spec_shape(result):
     rows = ["network", "lbfgs_2", "lbfgs_3"]
     for im in result["images"]:
         assert set(im) == {"name", *rows}
+        assert set(im["network"]) == {*TERM_KEYS, "blobs"} and isinstance(im["network"]["blobs"], int)
         for r in rows:
-            assert set(im[r]) == TERM_KEYS and all(isinstance(v, float) for v in im[r].values())
+            assert all(isinstance(im[r][k], float) for k in TERM_KEYS)
+        assert set(im["lbfgs_2"]) == set(im["lbfgs_3"]) == TERM_KEYS
     assert list(result["mean"]) == rows and list(result["seconds"]) == rows
-    assert all(set(result["mean"][r]) == TERM_KEYS for r in rows)
+    assert set(result["mean"]["network"]) == {*TERM_KEYS, "blobs"}
+    assert all(set(result["mean"][r]) == TERM_KEYS for r in rows[1:])
     assert all(result["seconds"][r] > 0 for r in rows)
     assert result["seconds"]["lbfgs_2"] <= result["seconds"]["lbfgs_3"]
     assert result["skipped"] == []
@@ -163,6 +166,29 @@ def test_crop_scores_the_center_square(result, setup, vgg):
     _assert_network_terms(res["images"][0]["network"], setup, vgg, x)
     assert result["crop"] is False  # the module's result: the same photos scored whole
     assert result["images"][0]["network"]["content"] != pytest.approx(res["images"][0]["network"]["content"])
+
+
+def test_blobs_are_counted_on_each_output_against_its_photo(setup, monkeypatch):
+    """Each image's network output and its content photo reach the blob count as (H, W, 3) in [0, 1];
+    the count lands in that image's network row and the mean is the mean per image. A stand-in
+    count (the output's height) tells the images apart: a.png 40x48 -> 27x32, b.png 36x28 -> 32x25."""
+    seen = []
+
+    def blobs_as_height(output: np.ndarray, photo: np.ndarray) -> int:
+        assert output.shape == photo.shape and output.shape[2] == 3 and output.dtype == photo.dtype == np.float32
+        assert 0 <= output.min() and output.max() <= 1 and 0 <= photo.min() and photo.max() <= 1
+        seen.append(photo)
+        return output.shape[0]
+
+    monkeypatch.setattr("fastpercept.eval_style.count_blobs", blobs_as_height)
+    res = eval_style(setup["model"], setup["content"], size=32, device="cpu", precision="fp32",
+                     style_image=setup["style"])
+    assert [im["network"]["blobs"] for im in res["images"]] == [27, 32]
+    assert res["mean"]["network"]["blobs"] == pytest.approx(29.5)
+    photo_b = load_image(setup["content"] / "b.png", max_size=32).rgb[0].permute(1, 2, 0).numpy()
+    np.testing.assert_allclose(seen[1], photo_b)
+    table = format_style_table(res).splitlines()
+    assert table[1].split()[-1] == "blobs" and table[2].split()[0] == "network" and table[2].split()[-1] == "29.50"
 
 
 def test_table_lists_every_row(result):

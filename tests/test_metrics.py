@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 
+import cv2
+import numpy as np
 import pytest
 import torch
 
 from fastpercept.images import load_image
 
-from fastpercept.metrics import psnr_y, quantize, rgb_to_y, ssim_y
+from fastpercept.metrics import count_blobs, find_blobs, psnr_y, quantize, rgb_to_y, ssim_y
 from fastpercept.resize import imresize, mod_crop
 
 
@@ -99,3 +101,75 @@ def test_set5_bicubic_x4_reproduces_published_figures(shared_data):
     # half up, as saving does: one 8-bit rounding rule everywhere).
     reference = [0.8576563501001195, 0.8738086425614139, 0.7374836712491823, 0.7546644738704533, 0.8326993863563699]
     assert ssims == pytest.approx(reference, abs=1e-9)
+
+
+# --- Blobs -----------------------------------------------------------------------------------
+# Made-up outputs: a stylized-looking texture (smooth random colours in [0.25, 0.75], never
+# near-white or near-black) over a flat photo (a grey-blue sky), with discs painted in.
+
+def _texture(size: int, seed: int = 0) -> np.ndarray:
+    """(size, size, 3) float32: blotches of colour 16 px across plus fine grain, in [0.25, 0.75]."""
+    rng = np.random.default_rng(seed)
+    coarse = cv2.resize(rng.random((size // 16, size // 16, 3), dtype=np.float32), (size, size),
+                        interpolation=cv2.INTER_CUBIC)
+    grain = rng.normal(0, 0.03, (size, size, 3)).astype(np.float32)
+    return np.clip(0.25 + 0.5 * coarse + grain, 0.25, 0.75)
+
+
+def _sky(size: int) -> np.ndarray:
+    return np.full((size, size, 3), (0.6, 0.7, 0.8), dtype=np.float32)
+
+
+def _disc(image: np.ndarray, center: tuple[int, int], radius: int, value: float) -> np.ndarray:
+    painted = image.copy()
+    cv2.circle(painted, center, radius, (value, value, value), thickness=-1)
+    return painted
+
+
+def test_a_texture_has_no_blobs():
+    assert find_blobs(_texture(256), _sky(256)) == []
+
+
+@pytest.mark.parametrize("value, kind", [(1.0, "white"), (0.0, "black")])
+def test_a_painted_disc_is_one_blob(value, kind):
+    output = _disc(_texture(256), (100, 140), 20, value)
+    [blob] = find_blobs(output, _sky(256))
+    assert blob.kind == kind
+    x, y, w, h = blob.box
+    assert abs(x + w / 2 - 100) <= 2 and abs(y + h / 2 - 140) <= 2 and 30 <= w <= 41 and 30 <= h <= 41
+    # The soft edge of the smoothness window takes a few px off the painted radius of 20.
+    assert 14 <= blob.radius <= 20 and blob.contrast > 0.3 and abs(blob.photo_contrast) < 0.01
+    assert count_blobs(output, _sky(256)) == 1
+
+
+def test_a_disc_the_photo_has_is_not_a_blob():
+    photo = _disc(_sky(256), (100, 140), 20, 1.0)  # a white disc on the sky: the moon
+    assert find_blobs(_disc(_texture(256), (100, 140), 20, 1.0), photo) == []
+    # A white disc over a dark spot of the photo stands out all the more: still a blob.
+    dark = _disc(_sky(256), (100, 140), 20, 0.1)
+    assert count_blobs(_disc(_texture(256), (100, 140), 20, 1.0), dark) == 1
+
+
+def test_a_disc_below_the_area_threshold_is_not_a_blob():
+    """The same disc (radius 14 px) is a blob in a 512 px image and too small in an 800 px one:
+    its area, not its size in pixels, decides (0.1% of the image: 262 vs 640 px)."""
+    assert count_blobs(_disc(_texture(512), (200, 200), 14, 1.0), _sky(512)) == 1
+    assert count_blobs(_disc(_texture(800), (200, 200), 14, 1.0), _sky(800)) == 0
+
+
+def test_a_stroke_is_not_a_blob():
+    """A long white line 5 px wide: large enough, but no disc of radius 6 fits in it."""
+    output = _texture(256)
+    cv2.line(output, (20, 128), (236, 128), (1.0, 1.0, 1.0), thickness=5)
+    assert find_blobs(output, _sky(256)) == []
+
+
+def test_a_blob_cut_by_the_border_is_measured_as_if_it_went_on():
+    """Half a disc at the left edge, as the networks paint them there."""
+    [blob] = find_blobs(_disc(_texture(256), (0, 128), 20, 1.0), _sky(256))
+    assert blob.box[0] == 0 and blob.radius >= 14
+
+
+def test_blobs_need_images_of_one_shape():
+    with pytest.raises(ValueError, match="one shape"):
+        find_blobs(_texture(64), _sky(32))

@@ -4,6 +4,8 @@ For every content image the model's output is scored with the very objective the
 trained on (rebuilt from its card: weights, layers, style image and its size), and optionally
 compared with L-BFGS optimization from noise on the same objective (Johnson et al. 2016,
 Figure 5), recording the objective reached after each requested iteration count of one run.
+The network's output is also checked for blobs (:func:`fastpercept.metrics.find_blobs`: smooth
+near-white or near-black spots the photo does not have), counted per image.
 
 Content images are loaded whole, downscaled so the longest side is at most ``size`` (Lanczos,
 aspect ratio kept, never upscaled) — the same loading as ``stylize --max-size``: the objective
@@ -20,6 +22,7 @@ import logging
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 
 from .batch import each_item
@@ -31,6 +34,7 @@ from .listing import list_images
 from .runtime.torch_runner import TorchRunner
 from .runtime.tiling import TimedNetwork
 from .losses import MIN_OBJECTIVE_SIZE, ObjectiveWeights, StyleObjective
+from .metrics import count_blobs
 from .models import load_model, resolve_model_path
 from .optimize import TERMS, optimize_image
 from .vgg import VGG16Features
@@ -84,6 +88,13 @@ def _terms(objective: StyleObjective, image: torch.Tensor, content_feat: torch.T
     return {k: float(terms[k]) for k in TERMS}
 
 
+def _blobs(output: torch.Tensor, photo: torch.Tensor) -> int:
+    """Blobs of a network output (:func:`fastpercept.metrics.find_blobs`); both (1, 3, H, W) in [0, 1]."""
+    def hwc(image: torch.Tensor) -> np.ndarray:
+        return image[0].float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
+    return count_blobs(hwc(output), hwc(photo))
+
+
 def _mean(rows: list[Terms]) -> Terms:
     return {k: sum(r[k] for r in rows) / len(rows) for k in TERMS}
 
@@ -127,9 +138,11 @@ def eval_style(
         "mean": {"network": terms, "lbfgs_N": terms...}, "objective": {...},
         "seconds": {"network": s/image, "lbfgs_N": s/image...}, "skipped": [...], ...}``
         where terms are ``{"content", "style", "tv", "total"}`` (unweighted terms and the
-        weighted total); ``seconds`` are per-image means (``lbfgs_N``: time to reach N
-        iterations within the run). With ``vs_optimize`` also ``"lbfgs_curve"``: the mean total
-        after each iteration ``0 .. max(vs_optimize)`` (the paper's Figure 5 curve), and
+        weighted total); the ``network`` terms also hold ``"blobs"``: the blob count of the
+        image's output, and in ``mean`` the mean count per image; ``seconds`` are per-image
+        means (``lbfgs_N``: time to reach N iterations within the run). With ``vs_optimize``
+        also ``"lbfgs_curve"``: the mean total after each iteration ``0 .. max(vs_optimize)``
+        (the paper's Figure 5 curve), and
         ``"lbfgs_iterations_to_match"``: the first iteration at which that mean is at or below
         the network's mean total (``None``: not within ``max(vs_optimize)`` iterations).
     """
@@ -173,7 +186,8 @@ def eval_style(
     for path, x in each_item(files, load, failed, desc="eval style", progress=progress):
         y = timed(x)
         content_feat = objective.content_features(x)
-        row: dict[str, Any] = {"name": name_of(path), "network": _terms(objective, y, content_feat)}
+        row: dict[str, Any] = {"name": name_of(path),
+                               "network": {**_terms(objective, y, content_feat), "blobs": _blobs(y, x)}}
         if counts:
             run = optimize_image(objective, x, counts[-1], optimizer="lbfgs", init="noise", seed=0, progress=False)
             for n in counts:
@@ -186,6 +200,7 @@ def eval_style(
         raise UserError(f"{content_dir}: none of the {len(files)} image(s) could be read")
 
     mean = {k: _mean([r[k] for r in images]) for k in keys}
+    mean["network"]["blobs"] = sum(r["network"]["blobs"] for r in images) / len(images)
     comparison: dict[str, Any] = {}
     if counts:
         curve = [sum(at_k) / len(at_k) for at_k in zip(*curves)]  # iterations 0 .. max(counts)
@@ -225,16 +240,17 @@ def format_style_table(result: dict[str, Any]) -> str:
     """The mean terms of each row (network, lbfgs_N, ...) as a plain text table.
 
     Columns: the unweighted ``content``, ``style`` and ``tv`` terms, the weighted ``total``,
-    and seconds per image.
+    seconds per image, and blobs per image (the network's row only).
     """
     mean, secs = result["mean"], result["seconds"]
     n = len(result["images"])
     shape = f"{result['size']}x{result['size']} center crops" if result.get("crop") else \
         f"longest side {result['size']} px"
     lines = [f"model {result['model']}: mean over {n} image(s), {shape}",
-             f"{'':<12}{'content':>12}{'style':>12}{'tv':>12}{'total':>12}{'s/image':>10}"]
+             f"{'':<12}{'content':>12}{'style':>12}{'tv':>12}{'total':>12}{'s/image':>10}{'blobs':>8}"]
     for key, terms in mean.items():
-        lines.append(f"{key:<12}" + "".join(f"{terms[t]:>12.4g}" for t in TERMS) + f"{secs[key]:>10.3f}")
+        blobs = f"{terms['blobs']:>8.2f}" if "blobs" in terms else ""
+        lines.append(f"{key:<12}" + "".join(f"{terms[t]:>12.4g}" for t in TERMS) + f"{secs[key]:>10.3f}" + blobs)
     if "lbfgs_iterations_to_match" in result:
         k, most = result["lbfgs_iterations_to_match"], len(result["lbfgs_curve"]) - 1
         lines.append(f"L-BFGS reaches the network's total after {k} iteration(s)" if k is not None else

@@ -1,6 +1,6 @@
-"""Super-resolution metrics on the luma channel: PSNR-Y and SSIM-Y (BasicSR / MATLAB conventions).
+"""Image metrics: PSNR-Y and SSIM-Y for super-resolution, and blobs (style artifacts).
 
-Conventions (those of BasicSR's ``calculate_psnr`` / ``calculate_ssim`` with
+PSNR-Y and SSIM-Y follow the conventions (those of BasicSR's ``calculate_psnr`` / ``calculate_ssim`` with
 ``test_y_channel=True``, which reproduce the SR literature's MATLAB numbers):
 
 - Inputs are RGB images ``(1, 3, H, W)`` (or ``(3, H, W)``) in ``[0, 1]`` that are **already
@@ -14,18 +14,25 @@ Conventions (those of BasicSR's ``calculate_psnr`` / ``calculate_ssim`` with
 - ``border`` pixels are cropped from every side before measuring (the SR convention is
   ``border = scale``).
 - Arithmetic is float64, like BasicSR's numpy code.
+
+Blobs (:func:`find_blobs`) are measured on NumPy images ``(H, W, 3)`` in ``[0, 1]``: the smooth
+near-white or near-black spots that instance-normalized style networks paint where the photo
+has nothing (docs/style-artifacts.md).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
+import cv2
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .images import to_uint8
 
-__all__ = ["rgb_to_y", "quantize", "psnr_y", "ssim_y"]
+__all__ = ["rgb_to_y", "quantize", "psnr_y", "ssim_y", "Blob", "find_blobs", "count_blobs"]
 
 # MATLAB rgb2ycbcr, luma row, for R, G, B in [0, 1] giving Y on the [0, 255] scale.
 _Y_COEFFS = (65.481, 128.553, 24.966)
@@ -140,3 +147,123 @@ def ssim_y(a: torch.Tensor, b: torch.Tensor, border: int) -> float:
     cov = e_ab - mu_a * mu_b
     ssim_map = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
     return ssim_map.mean().item()
+
+
+# --- Style artifacts: blobs ------------------------------------------------------------------
+# Thresholds chosen on the shipped styles' outputs of 12 held-out photos at 512 px, where they
+# find every smooth white/black spot seen by eye and nothing on starry_night_crop or mosaic-half
+# (docs/style-artifacts.md). Pixel sizes are absolute: a blob's size is set by the network
+# (its receptive field), not by the photo's size.
+BLOB_WHITE = 0.9  # near-white: every channel at least this
+BLOB_BLACK = 0.1  # near-black: every channel at most this
+BLOB_SMOOTH_WINDOW = 7  # px, square window of the local luma standard deviation
+BLOB_SMOOTH_STD = 0.05  # smooth: local luma standard deviation at most this
+BLOB_MIN_AREA = 0.001  # fraction of the image's area
+BLOB_MIN_RADIUS = 6.0  # px: the region holds a disc of this radius (a spot, not a stroke)
+BLOB_RING_GAP = 3  # px between a region and the ring it is compared with (its soft edge)
+BLOB_MIN_CONTRAST = 0.1  # luma, region vs ring in the output, towards white (black)
+BLOB_MAX_PHOTO_CONTRAST = 0.2  # luma, the same in the photo: at most a faint version of the spot
+
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # BT.601
+
+
+@dataclass(frozen=True)
+class Blob:
+    """One blob of :func:`find_blobs`.
+
+    ``kind``: ``"white"`` or ``"black"``; ``area``: pixels; ``box``: ``(x, y, width, height)``;
+    ``radius``: px of the largest disc inside it (the image border counts as inside: a blob cut
+    by the border is measured as if it went on); ``contrast`` and ``photo_contrast``: luma of the
+    region minus luma of the ring around it in the output and in the photo, signed so that
+    positive means towards the blob's extreme (brighter for white, darker for black).
+    """
+
+    kind: str
+    area: int
+    box: tuple[int, int, int, int]
+    radius: float
+    contrast: float
+    photo_contrast: float
+
+
+def _luma(image: np.ndarray) -> np.ndarray:
+    return (image @ _LUMA).astype(np.float32)
+
+
+def _local_std(luma: np.ndarray, window: int) -> np.ndarray:
+    mean = cv2.blur(luma, (window, window))
+    return np.sqrt(np.maximum(cv2.blur(luma * luma, (window, window)) - mean * mean, 0.0))
+
+
+def _inscribed_radius(region: np.ndarray) -> float:
+    """Radius (px) of the largest disc inside ``region`` (H, W) bool, the image mirrored at its border."""
+    pad = max(region.shape)
+    mirrored = cv2.copyMakeBorder(region.astype(np.uint8), pad, pad, pad, pad, cv2.BORDER_REFLECT)
+    return float(cv2.distanceTransform(mirrored, cv2.DIST_L2, cv2.DIST_MASK_PRECISE).max())
+
+
+def _ring(region: np.ndarray, width: float) -> np.ndarray:
+    """The pixels more than BLOB_RING_GAP and at most BLOB_RING_GAP + ``width`` px from ``region``."""
+    outside = cv2.distanceTransform((~region).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    return (outside > BLOB_RING_GAP) & (outside <= BLOB_RING_GAP + width)
+
+
+def find_blobs(output: np.ndarray, photo: np.ndarray) -> list[Blob]:
+    """The blobs of a stylized image: smooth near-white or near-black spots the photo does not have.
+
+    The known failure of instance-normalized feed-forward style networks (a few huge activations
+    paint a flat saturated disc into sky, walls or an edge). A blob is an 8-connected region of
+
+    1. near-white pixels (every channel >= ``BLOB_WHITE``) or near-black ones (every channel
+       <= ``BLOB_BLACK``) that are smooth (luma std in the ``BLOB_SMOOTH_WINDOW`` square around
+       the pixel <= ``BLOB_SMOOTH_STD``),
+    2. of at least ``BLOB_MIN_AREA`` of the image's area,
+    3. holding a disc of radius ``BLOB_MIN_RADIUS`` px (a spot, not a stroke or a thin shard),
+    4. standing out from the output around it: its mean luma minus that of the ring
+       ``BLOB_RING_GAP`` to ``BLOB_RING_GAP + max(4, r/2)`` px away (``r``: the radius of a disc of
+       its area) is at least ``BLOB_MIN_CONTRAST`` towards white (black),
+    5. while the photo under it does not: the same difference in the photo, towards white
+       (black), is below ``BLOB_MAX_PHOTO_CONTRAST``.
+
+    Luma is BT.601 (0.299 R + 0.587 G + 0.114 B). Condition 5 is a contrast, not a flatness test:
+    a white disc painted over dark trees is a blob, a white disc the photo has is not.
+
+    Args:
+        output: the stylized image, ``(H, W, 3)`` float RGB in ``[0, 1]``.
+        photo: the content photo it was made from, the same shape and range.
+
+    Returns:
+        The blobs, largest first.
+    """
+    if output.shape != photo.shape or output.ndim != 3 or output.shape[2] != 3:
+        raise ValueError(f"find_blobs expects two (H, W, 3) images of one shape, got {output.shape} and {photo.shape}")
+    output, photo = output.astype(np.float32), photo.astype(np.float32)
+    out_luma, photo_luma = _luma(output), _luma(photo)
+    smooth = _local_std(out_luma, BLOB_SMOOTH_WINDOW) <= BLOB_SMOOTH_STD
+    height, width = out_luma.shape
+    blobs = []
+    for kind, extreme, sign in (("white", output.min(axis=2) >= BLOB_WHITE, 1.0),
+                                ("black", output.max(axis=2) <= BLOB_BLACK, -1.0)):
+        count, labels, stats, _ = cv2.connectedComponentsWithStats((extreme & smooth).astype(np.uint8), connectivity=8)
+        for label in range(1, count):
+            area = int(stats[label, cv2.CC_STAT_AREA])
+            if area < BLOB_MIN_AREA * height * width:
+                continue
+            region = labels == label
+            radius = _inscribed_radius(region)
+            if radius < BLOB_MIN_RADIUS:
+                continue
+            ring = _ring(region, max(4.0, math.sqrt(area / math.pi) / 2))
+            if not ring.any():  # the region fills the image: nothing to stand out from
+                continue
+            contrast = sign * float(out_luma[region].mean() - out_luma[ring].mean())
+            photo_contrast = sign * float(photo_luma[region].mean() - photo_luma[ring].mean())
+            if contrast >= BLOB_MIN_CONTRAST and photo_contrast < BLOB_MAX_PHOTO_CONTRAST:
+                x, y, w, h = (int(v) for v in stats[label, :4])
+                blobs.append(Blob(kind, area, (x, y, w, h), radius, contrast, photo_contrast))
+    return sorted(blobs, key=lambda b: -b.area)
+
+
+def count_blobs(output: np.ndarray, photo: np.ndarray) -> int:
+    """How many blobs :func:`find_blobs` finds (same arguments)."""
+    return len(find_blobs(output, photo))
