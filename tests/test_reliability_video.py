@@ -182,13 +182,16 @@ def test_a_clip_of_one_pixel_is_written_padded(tmp_path, caplog):
     assert "padded to 2x2" in caplog.text
 
 
-@pytest.mark.xfail(strict=True, reason="temporal.StableFrames.calm must skip the optical flow below 12 px "
-                                       "(OpenCV's DIS refuses such frames); temporal.py is not this change's file")
-def test_a_clip_under_12_pixels_is_stylized_in_the_stable_mode(tmp_path, capsys):
-    clip = make_clip(tmp_path / "tiny.mp4", frames=3, size=(10, 8))
-    code, _, err = run_cli(capsys, "stylize", clip, "-o", tmp_path / "out.mp4")
-    assert code == 0, err
-    assert (probe_video(tmp_path / "out.mp4").width, probe_video(tmp_path / "out.mp4").height) == (10, 8)
+@pytest.mark.xfail(strict=True, reason="temporal.StableFrames.calm must skip the optical flow on frames under "
+                                       "32 px on a side: OpenCV 5.0's DIS refuses them under 12 px and crashes "
+                                       "(SIGSEGV) on wide ones such as 128x16; temporal.py is not this change's file")
+@pytest.mark.parametrize("size", [(10, 8), (128, 16)])
+def test_small_and_thin_clips_are_stylized_in_the_stable_mode(tmp_path, size):
+    clip = make_clip(tmp_path / "small.mp4", frames=3, size=size)
+    done = subprocess.run([sys.executable, "-m", "fastpercept", "stylize", str(clip), "-o", str(tmp_path / "out.mp4")],
+                          capture_output=True, text=True, timeout=120)  # a crash must not take pytest with it
+    assert done.returncode == 0, (done.returncode, done.stderr[-500:])
+    assert (probe_video(tmp_path / "out.mp4").width, probe_video(tmp_path / "out.mp4").height) == size
 
 
 # ---------------------------------------------------------- 7. audio a container cannot hold, codecs
