@@ -134,7 +134,8 @@ class Architecture:
 
 ARCHITECTURES: dict[str, Architecture] = {
     "style": Architecture(StyleNetConfig, lambda card: str(card.get("style_image"))),
-    "sr": Architecture(SRNetConfig, lambda card: f"x{card.get('scale')} {card.get('loss')} loss",
+    "sr": Architecture(SRNetConfig, lambda card: f"x{card.get('scale')} {card.get('loss')} loss"
+                       + (", real-photo degradations" if isinstance(card.get("degradation"), dict) else ""),
                        required_keys=("scale",),
                        # Model files written before these keys existed hold the paper's SR network.
                        legacy_arch={"upsample": "deconv", "skip": "none"}),

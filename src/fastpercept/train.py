@@ -36,7 +36,6 @@ from .device import autocast, compute_dtype, resolve_device, resolve_precision
 from .errors import Interrupted, UserError
 from .listing import refuse_overwriting_inputs
 from .models import LoadedModel, load_model, save_model
-from .tasks import get_task
 
 log = logging.getLogger(__name__)
 
@@ -198,6 +197,8 @@ class TrainingSetup:
     # What the run learns from, by content (style image hash, training file list digest):
     # --resume refuses a run whose inputs changed even where their paths did not.
     identity: dict[str, str] = field(default_factory=dict)
+    # Card keys of the task's hyperparameters kept per stage in the card's history (Task.stage_keys).
+    stage_keys: tuple[str, ...] = ()
 
 
 class _StopFlag:
@@ -389,7 +390,7 @@ def _run(task: TrainingSetup, cfg: RunConfig) -> LoadedModel:
     card.pop("loss_terms", None)
     if cfg.notes:
         card["notes"] = cfg.notes
-    card = _with_history(card, task.init_card, get_task(card["task"]).stage_keys)
+    card = _with_history(card, task.init_card, task.stage_keys)
     if main:
         save_model(model.to(memory_format=torch.contiguous_format), cfg.output, card)
     if world > 1:

@@ -1,10 +1,10 @@
-"""The registry of tasks: what a model *is* (style transfer, super-resolution, ...).
+"""The registry of trainable tasks (style transfer, super-resolution, multi-style): how each is trained.
 
-A task is one module in this package that defines ``TASK``, a :class:`Task`: its network and
-network config, its training config and how one training run is set up, its own ``train``
-flags, and how a model card of it reads. Everything that differs between tasks lives there;
-the training loop, model files, inference and the CLI only ever ask :func:`get_task`. A new
-task is a new module here, nothing else.
+A task is one module in this package that defines ``TASK``, a :class:`Task`: its training
+config, how one training run is set up (network, samples, loss, card), and its own ``train``
+flags. What its network *is* lives in :mod:`fastpercept.architectures` under the same name
+(config, card keys; the PyTorch network in :mod:`fastpercept.nets`, the inference graph in
+:mod:`fastpercept.graphs`). The training loop and the CLI's ``train`` ask :func:`get_task`.
 
 Modules are imported on first use, so a command pays only for the task it runs.
 """
@@ -12,10 +12,11 @@ Modules are imported on first use, so a command pays only for the task it runs.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import pkgutil
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UserError
@@ -33,7 +34,6 @@ class Task:
     Attributes:
         name: the card's ``task`` value and the ``train NAME`` subcommand.
         summary: one line of help.
-        net: the PyTorch network class, built from the architecture's config.
         train_config: the :class:`~fastpercept.train.RunConfig` subclass of ``train NAME``.
         setup: turns a ``train_config`` into the :class:`~fastpercept.train.TrainingSetup` of one run.
         add_arguments: adds the task's own flags to ``train NAME``'s parser.
@@ -43,16 +43,10 @@ class Task:
 
     name: str
     summary: str
-    net: type[TransformNet]
     train_config: type[RunConfig]
     setup: Callable[[Any], TrainingSetup]
     add_arguments: Callable[[argparse.ArgumentParser], None]
     stage_keys: tuple[str, ...] = ()
-    # Kept for task modules written before fastpercept.architectures held them; unused.
-    net_config: type | None = None
-    describe: Callable[[Mapping[str, Any]], str] | None = None
-    required_keys: tuple[str, ...] = ()
-    legacy_arch: Mapping[str, Any] = field(default_factory=dict)
 
     def build_net(self, card: Mapping[str, Any]) -> TransformNet:
         """An untrained PyTorch network with the architecture ``card`` describes."""
@@ -66,7 +60,7 @@ class Task:
         from ..train import run
 
         cfg.validate()  # every argument and the output's writability, before anything is written
-        return run(self.setup(cfg), cfg)
+        return run(dataclasses.replace(self.setup(cfg), stage_keys=self.stage_keys), cfg)
 
 
 def task_names() -> list[str]:

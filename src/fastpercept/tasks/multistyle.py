@@ -103,7 +103,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 TASK = Task(
     name="multistyle",
     summary="train one network on several styles (conditional instance norm)",
-    net=MultiStyleNet,
     train_config=MultiStyleConfig,
     setup=setup,
     add_arguments=add_arguments,

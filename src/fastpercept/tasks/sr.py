@@ -7,7 +7,7 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -155,22 +155,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--vgg-weights", default=None, help=VGG_HELP)
 
 
-def describe(card: Mapping[str, Any]) -> str:
-    real = ", real-photo degradations" if isinstance(card.get("degradation"), dict) else ""
-    return f"x{card.get('scale')} {card.get('loss')} loss{real}"
-
-
 TASK = Task(
     name="sr",
     summary="train a super-resolution network on a folder of photos",
-    net=SRNet,
-    net_config=SRNetConfig,
     train_config=SRConfig,
     setup=setup,
     add_arguments=add_arguments,
-    describe=describe,
     stage_keys=("loss", "patch_size", "blur_sigma", "degradation", "content_weight", "tv_weight"),
-    required_keys=("scale",),
-    # Model files written before these keys existed hold the paper's SR network.
-    legacy_arch={"upsample": "deconv", "skip": "none"},
 )

@@ -144,7 +144,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 TASK = Task(
     name="style",
     summary="train a style transfer network on a folder of photos",
-    net=StyleNet,
     train_config=StyleConfig,
     setup=setup,
     add_arguments=add_arguments,
