@@ -182,9 +182,6 @@ def test_a_clip_of_one_pixel_is_written_padded(tmp_path, caplog):
     assert "padded to 2x2" in caplog.text
 
 
-@pytest.mark.xfail(strict=True, reason="temporal.StableFrames.calm must skip the optical flow on frames under "
-                                       "32 px on a side: OpenCV 5.0's DIS refuses them under 12 px and crashes "
-                                       "(SIGSEGV) on wide ones such as 128x16; temporal.py is not this change's file")
 @pytest.mark.parametrize("size", [(10, 8), (128, 16)])
 def test_small_and_thin_clips_are_stylized_in_the_stable_mode(tmp_path, size):
     clip = make_clip(tmp_path / "small.mp4", frames=3, size=size)

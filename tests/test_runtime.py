@@ -153,7 +153,7 @@ def test_a_loaded_model_and_one_name_for_it():
     assert np.array_equal(fastpercept.stylize(photo, style="mosaic"), by_name)  # the former name
     assert np.array_equal(load_model(name_or_path="mosaic").weights["encoder.0.0.1.weight"],
                           model.weights["encoder.0.0.1.weight"])
-    with pytest.raises(UserError, match="a style model, not a sr model"):
+    with pytest.raises(UserError, match="a style model, not an SR model"):
         fastpercept.upscale(photo, model)
     with pytest.raises(UserError, match="strength must be in"):
         fastpercept.stylize(photo, strength=2)

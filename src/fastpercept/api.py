@@ -57,7 +57,9 @@ def _denoised_model(name_or_path: str, denoise: float) -> LoadedModel:
 def _model(model: str | os.PathLike | LoadedModel, task: str) -> LoadedModel:
     loaded = model if isinstance(model, LoadedModel) else _cached_model(str(model))
     if loaded.task != task:
-        raise UserError(f"{loaded.name}: a {loaded.task} model, not a {task} model")
+        kinds = {"style": "a style", "sr": "an SR", "multistyle": "a multi-style"}
+        raise UserError(f"{loaded.name}: {kinds.get(loaded.task, 'a ' + loaded.task)} model, not "
+                        f"{kinds.get(task, 'a ' + task)} model")
     return loaded
 
 

@@ -111,7 +111,9 @@ class StableFrames:
         gray = _gray(frame)
         current = frame.astype(np.float32) / 255
         track = None
-        if self._gray is not None and self._gray.shape == gray.shape:
+        # OpenCV's DIS flow refuses frames under 12 px on a side and crashes on wide ones under 32 px
+        # tall (measured: 128x16, 640x24): such a frame stands alone.
+        if self._gray is not None and self._gray.shape == gray.shape and min(gray.shape) >= 32:
             if self._grid is None or self._grid[0].shape != gray.shape:
                 self._grid = _grid(*gray.shape)
             track = _track(self._dis, self._gray, gray, *self._grid)
