@@ -6,30 +6,45 @@ a slider) and Video (a clip in, the stylized clip out with its audio). The handl
 functions over :mod:`fastpercept.api` (tested without a browser); :func:`build_app` lays them out.
 
 What a shared machine needs: the server binds 127.0.0.1 unless told otherwise and makes no public
-link unless asked; one queue runs one heavy job at a time (others wait their turn, with their
-place shown); uploads are size-limited; a bad file is a message in the page, never a dead
-server; models load once and stay warm.
+link unless asked; one job runs at a time (others wait their turn, with their place shown; a
+video whose page was closed stops at its next frames); uploads are size-limited and every tab
+has a longest-side limit, so no job asks for more memory than the library's check allows; a bad
+file is a message in the page naming it, never a dead server; models load once and stay warm;
+uploads and results are deleted after an hour, and all of them when the server stops.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import functools
 import logging
+import shutil
+import signal
+import socket
 import tempfile
+import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from .errors import UserError
-from .models import DEFAULT_STYLE, read_card, shipped_dir
+from .errors import Interrupted, UserError
+from .models import DEFAULT_STYLE, load_model, read_card, shipped_dir
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 7860
 DEFAULT_MAX_UPLOAD_MB = 50
 DEFAULT_MAX_SIZE = 2048  # longest side the app processes by default (px); 0 in the page: no limit
+# Upscale and Video: the input's longest side by default. x4 makes a 2560 px output of it (x8: 5120
+# px) whose canvases take about 0.2 GB (0.7 GB) beside the network's tiles, by the library's memory
+# check; a 12 MP phone photo at full size would ask for 7 GB (26 GB).
+DEFAULT_UPSCALE_MAX_SIZE = 640
+DEFAULT_VIDEO_MAX_SIZE = 640  # every frame runs the network on the CPU: a 1080p clip would take many minutes
 THUMBNAIL_SIZE = 160
+RETENTION_S = 3600  # uploads and results are deleted this long after their job
 
 
 @dataclass
@@ -42,7 +57,11 @@ class Catalogue:
 
 def find_models(models_dir: str | Path | None = None) -> Catalogue:
     """Every shipped model, and every ``.safetensors`` model in ``models_dir`` (a user's own; a
-    name clash with a shipped model keeps the shipped one and names the file by its path)."""
+    name clash with a shipped model keeps the shipped one and names the file by its path).
+
+    A user's model is loaded once here, so one that cannot run (no card, weights that do not
+    fit its architecture, NaN) is skipped with a warning line instead of stopping the server.
+    """
     catalogue = Catalogue()
     folders = [shipped_dir()] + ([Path(models_dir)] if models_dir else [])
     if models_dir and not Path(models_dir).is_dir():
@@ -51,6 +70,8 @@ def find_models(models_dir: str | Path | None = None) -> Catalogue:
         for path in sorted(folder.glob("*.safetensors")):
             try:
                 task = read_card(path).get("task")
+                if folder != shipped_dir() and task in ("style", "sr"):
+                    load_model(path)
             except UserError as e:
                 log.warning("skipping %s", e)
                 continue
@@ -63,24 +84,53 @@ def find_models(models_dir: str | Path | None = None) -> Catalogue:
     return catalogue
 
 
+class JobCancelled(UserError):
+    """A job stopped because the page that asked for it was closed."""
+
+
 class Handlers:
     """What the page's buttons do: files in, files out, :class:`UserError` for anything bad.
 
-    ``workdir`` receives the outputs (Gradio serves them from there). Every call goes through the
-    library's API with the app's device, precision and backend; the API keeps each model's
-    runner warm after its first use.
+    ``workdir`` receives the outputs (Gradio serves them from there), one folder per job;
+    folders older than ``retention_s`` are deleted when the next job starts, and :meth:`close`
+    deletes the whole work folder. Every call goes through the library's API with the app's
+    device, precision and backend; the API keeps each model's runner warm after its first use.
+
+    One job runs at a time, whoever calls: a job holds the slot until it returns, so a job that
+    Gradio gave up on (its page closed) still keeps the next one waiting until it has stopped.
     """
 
     def __init__(self, catalogue: Catalogue, workdir: str | Path | None = None, backend: str = "auto",
-                 device: str = "auto", precision: str = "auto") -> None:
+                 device: str = "auto", precision: str = "auto", retention_s: float = RETENTION_S) -> None:
         self.catalogue = catalogue
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="fastpercept-serve-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.runtime = {"backend": backend, "device": device, "precision": precision}
+        self.retention_s = retention_s
+        self._one_job = threading.Lock()
 
-    def _out(self, name: str, suffix: str) -> Path:
-        folder = self.workdir / uuid.uuid4().hex[:12]  # one folder per job: concurrent users never collide
-        folder.mkdir()
+    @contextlib.contextmanager
+    def _job(self) -> Iterator[None]:
+        """The job slot, held for the whole job; old job folders go first (no job is writing them)."""
+        with self._one_job:
+            self._remove_old_jobs()
+            yield
+
+    def _remove_old_jobs(self) -> None:
+        cutoff = time.time() - self.retention_s
+        for folder in self.workdir.iterdir():
+            if folder.is_dir() and folder.name != "thumbnails" and folder.stat().st_mtime < cutoff:
+                shutil.rmtree(folder, ignore_errors=True)
+
+    def close(self) -> None:
+        """Delete the work folder: every upload's result and the thumbnails."""
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def _out(self, name: str, suffix: str, folder: Path | None = None) -> Path:
+        """A file of a job: in ``folder``, or a new folder (one per job: users' files never collide)."""
+        if folder is None:
+            folder = self.workdir / uuid.uuid4().hex[:12]
+            folder.mkdir()
         return folder / f"{Path(name).stem}{suffix}"
 
     @staticmethod
@@ -95,6 +145,8 @@ class Handlers:
         """Messages name an upload by its file name, not by the server's temporary path."""
         try:
             yield
+        except JobCancelled:
+            raise
         except UserError as e:
             raise UserError(str(e).replace(str(src), src.name)) from None
 
@@ -114,66 +166,109 @@ class Handlers:
 
         src = self._input(image)
         model = self._model(self.catalogue.styles, style, "style")
-        with self._named(src):
+        with self._job(), self._named(src):
             out = stylize(src, model, strength=strength, preserve_color=preserve_color,
                           max_size=self._max_size(max_size), output=self._out(f"{src.stem}_{style}", ".png"),
                           **self.runtime)
         return (str(src), str(out)), str(out)
 
-    def upscale(self, image: str | None, model: str = "x4", max_size: float | None = None
+    def upscale(self, image: str | None, model: str = "x4", max_size: float | None = DEFAULT_UPSCALE_MAX_SIZE
                 ) -> tuple[tuple[str, str], str]:
-        """``((input enlarged by the same factor, output), output)``: side by side on the slider."""
+        """``((input enlarged by the same factor, output), output)``: side by side on the slider.
+
+        ``max_size``: the input's longest side (0 or None: as it is). The whole job stays inside
+        the library's memory check: the input for the preview is decoded with the model's scale
+        (so the check counts the output canvases), and the preview is 8 bits at the output's
+        size (3 bytes a pixel, less than the output file's own share of the check).
+        """
         from PIL import Image
 
         from .api import upscale
+        from .architectures import arch_config
         from .images import decode_image, to_pil, write_image
 
         src = self._input(image)
         path = self._model(self.catalogue.sr, model, "model")
-        with self._named(src):
-            out = upscale(src, path, max_size=self._max_size(max_size),
-                          output=self._out(f"{src.stem}_{model}", ".png"), **self.runtime)
-            x = decode_image(src, max_size=self._max_size(max_size)).rgb
-        with Image.open(out) as im:
-            size = im.size
-        # The slider compares like with like: the input enlarged with bicubic to the output's size,
-        # in 8 bits (3 bytes per output pixel, not a float canvas).
-        preview = to_pil(x).resize(size, Image.Resampling.BICUBIC)
-        bicubic = write_image(preview, self._out(f"{src.stem}_bicubic", ".png"))
+        scale = arch_config(read_card(path)).scale
+        with self._job(), self._named(src):
+            # Decoded first: an image the job cannot hold is refused before the network runs.
+            small = to_pil(decode_image(src, max_size=self._max_size(max_size), output_scale=scale).rgb)
+            out = upscale(src, path, max_size=self._max_size(max_size), output=self._out(f"{src.stem}_{model}", ".png"),
+                          **self.runtime)
+            with Image.open(out) as im:
+                size = im.size
+            # The slider compares like with like: the input enlarged with bicubic to the output's size.
+            preview = small.resize(size, Image.Resampling.BICUBIC)
+            bicubic = write_image(preview, self._out(f"{src.stem}_bicubic", ".png", out.parent))
         return (str(bicubic), str(out)), str(out)
 
     def stylize_video(self, video: str | None, style: str, strength: float = 1.0,
+                      max_size: float | None = DEFAULT_VIDEO_MAX_SIZE,
                       progress: Callable[[int, int], Any] | None = None) -> str:
-        """The stylized clip (H.264, audio kept, stable mode): its path. ``progress(done, total)``
-        follows the frames (total from the container's metadata; 0 where it does not say)."""
+        """The stylized clip (H.264, audio kept, stable mode, every frame's longest side at most
+        ``max_size``): its path. ``progress(done, total)`` follows the frames (total from the
+        container's metadata; 0 where it does not say); it may raise :class:`JobCancelled` to stop
+        the job (no output is left)."""
         from .api import stylize
 
         src = self._input(video, "a video")
         model = self._model(self.catalogue.styles, style, "style")
-        with self._named(src):
-            out = stylize(src, model, strength=strength, output=self._out(f"{src.stem}_{style}", ".mp4"),
-                          progress=progress, **self.runtime)
+        with self._job(), self._named(src):
+            out = stylize(src, model, strength=strength, max_size=self._max_size(max_size),
+                          output=self._out(f"{src.stem}_{style}", ".mp4"), progress=progress, **self.runtime)
         return str(out)
 
     def thumbnails(self, size: int = THUMBNAIL_SIZE) -> list[tuple[str, str]]:
-        """``[(image, style name)]``: the bundled example photo in every style, made once per model."""
+        """``[(image, style name)]``: the bundled example photo in every style, made once per model.
+
+        A style whose thumbnail cannot be made (a model that loads but does not run) is skipped
+        with a warning line and leaves the catalogue: the server serves the rest.
+        """
         from .api import stylize
 
         example = shipped_dir().parent / "example.jpg"
         shots = []
-        for name, path in self.catalogue.styles.items():
-            out = self.workdir / "thumbnails" / f"{Path(name).stem}.jpg"
-            if not out.exists():
-                out.parent.mkdir(exist_ok=True)
-                stylize(example, path, max_size=size, output=out, **self.runtime)
-            shots.append((str(out), name))
+        with self._one_job:
+            for name, path in list(self.catalogue.styles.items()):
+                out = self.workdir / "thumbnails" / f"{Path(name).stem}.jpg"
+                if not out.exists():
+                    out.parent.mkdir(exist_ok=True)
+                    try:
+                        stylize(example, path, max_size=size, output=out, **self.runtime)
+                    except Exception as e:  # noqa: BLE001 - whatever a user's model does, the others are served
+                        log.warning("skipping %s: it does not run (%s: %s)", path, type(e).__name__, e)
+                        del self.catalogue.styles[name]
+                        continue
+                shots.append((str(out), name))
+        if not shots:
+            raise UserError("no style model runs")
         return shots
+
+
+def _page_open() -> Callable[[], bool]:
+    """A check that the page which asked for the running Gradio job is still open.
+
+    Made in the job's thread (where Gradio's context names the job). Gradio marks the job's
+    event not alive when its page's connection closes and drops it from its active jobs when
+    the job is cancelled; the Python thread running it goes on either way, so the job asks.
+    Outside a Gradio job (tests, the API), the page counts as open.
+    """
+    from gradio.context import LocalContext
+
+    blocks, event_id = LocalContext.blocks.get(None), LocalContext.event_id.get(None)
+    queue = getattr(blocks, "_queue", None)
+    if queue is None or event_id is None or not hasattr(queue, "active_jobs"):
+        return lambda: True
+
+    def is_open() -> bool:
+        return any(getattr(event, "_id", None) == event_id and getattr(event, "alive", True)
+                   for job in list(queue.active_jobs) if job for event in job)
+
+    return is_open
 
 
 def _user_errors(fn: Callable) -> Callable:
     """``fn`` with UserError (and other ValueErrors from bad input) shown in the page as a message."""
-    import functools
-
     import gradio as gr
 
     @functools.wraps(fn)
@@ -186,35 +281,79 @@ def _user_errors(fn: Callable) -> Callable:
     return wrapped
 
 
+def _upload_image(**kwargs):
+    """Gradio's Image component (``type="filepath"``), but an upload reaches the handler as the
+    file it is.
+
+    Gradio's own preprocessing opens the file with Pillow (a non-image, an empty file or a large
+    image then fails with Pillow's message and the server's temporary path) and turns every
+    mode into RGB (alpha and 16 bits lost). The library reads the file instead, and its
+    messages name the upload by its file name. (The component's own method is replaced: a
+    subclass would make Gradio write a type stub next to this module.)
+    """
+    import gradio as gr
+
+    component = gr.Image(type="filepath", image_mode=None, **kwargs)
+    gradio_preprocess = component.preprocess
+
+    def preprocess(payload):
+        if payload is None or not payload.path or (payload.url or "").startswith("data:"):
+            return gradio_preprocess(payload)  # nothing uploaded, or a webcam shot sent inline
+        return str(payload.path)
+
+    component.preprocess = preprocess
+    return component
+
+
+# The style gallery shows every style at once: four to a row, rows as needed, no scroll bar, the
+# whole name under each thumbnail (Gradio cuts a caption at 80% of the thumbnail's width).
+PAGE_CSS = """
+#style-gallery .grid-wrap { overflow: visible; min-height: 0; max-height: none; }
+#style-gallery .caption-label { max-width: calc(100% - 2 * var(--block-label-margin)); font-size: 11px; }
+"""
+
+
 def build_app(handlers: Handlers):
     """The Gradio page: Stylize, Upscale and Video tabs over ``handlers``."""
     import gradio as gr
 
+    thumbs = handlers.thumbnails()
     styles = list(handlers.catalogue.styles)
     default_style = DEFAULT_STYLE if DEFAULT_STYLE in styles else styles[0]
-    thumbs = handlers.thumbnails()
 
     def pick_style(evt: gr.SelectData) -> str:
         return styles[evt.index]
 
     pick_style.__annotations__["evt"] = gr.SelectData  # Gradio reads the real class (this module's are strings)
 
-    def video_job(video, style, strength, progress=gr.Progress()):
+    def video_job(video, style, strength, max_size, progress=gr.Progress()):
+        page_open = _page_open()
+
         def frames(done: int, total: int) -> None:
+            if not page_open():
+                raise JobCancelled(f"{Path(video).name}: stopped after {done} frames: its page was closed")
             progress((done, total) if total else None, desc=f"{done} frames", unit="frames")
 
-        return handlers.stylize_video(video, style, strength, progress=frames)
+        try:
+            return handlers.stylize_video(video, style, strength, max_size, progress=frames)
+        except JobCancelled as e:
+            log.warning("%s", e)
+            raise
 
-    with gr.Blocks(title="fastpercept") as app:
+    def size_field(value: int, what: str):
+        return gr.Number(value=value, precision=0, minimum=0, label=f"Longest side of the {what} (px, 0: full size)")
+
+    with gr.Blocks(title="fastpercept", delete_cache=(RETENTION_S // 4, RETENTION_S)) as app:
         gr.Markdown("# fastpercept\nFast neural style transfer and perceptual super-resolution "
                     "(Johnson et al., 2016), on this machine.")
         with gr.Tab("Stylize", id="stylize"):
             with gr.Row():
                 with gr.Column():
-                    image = gr.Image(type="filepath", sources=["upload", "webcam", "clipboard"], label="Photo",
-                                     elem_id="stylize-input")
-                    gallery = gr.Gallery(value=thumbs, label="Style (click one)", columns=6, height=170,
-                                         allow_preview=False, elem_id="style-gallery")
+                    image = _upload_image(sources=["upload", "webcam", "clipboard"], label="Photo",
+                                          elem_id="stylize-input")
+                    rows = -(-len(thumbs) // 4)
+                    gallery = gr.Gallery(value=thumbs, label="Style (click one)", columns=4, rows=rows,
+                                         object_fit="cover", allow_preview=False, buttons=[], elem_id="style-gallery")
                     style = gr.Dropdown(styles, value=default_style, label="Style", elem_id="style-name")
                     strength = gr.Slider(0, 1, value=1, step=0.05, label="Strength")
                     color = gr.Checkbox(label="Preserve the photo's colors")
@@ -230,42 +369,90 @@ def build_app(handlers: Handlers):
         with gr.Tab("Upscale", id="upscale"):
             with gr.Row():
                 with gr.Column():
-                    lr = gr.Image(type="filepath", sources=["upload", "clipboard"], label="Small image",
-                                  elem_id="upscale-input")
+                    lr = _upload_image(sources=["upload", "clipboard"], label="Small image", elem_id="upscale-input")
                     sr_names = list(handlers.catalogue.sr)
                     model = gr.Radio(sr_names, value="x4" if "x4" in sr_names else next(iter(sr_names), None),
                                      label="Model (x4: perceptual loss; x4-pixel: per-pixel loss)")
+                    sr_size = size_field(DEFAULT_UPSCALE_MAX_SIZE, "input")
                     run_sr = gr.Button("Upscale", variant="primary", elem_id="upscale-run")
                 with gr.Column():
                     sr_result = gr.ImageSlider(label="Bicubic / network (drag to compare)", type="filepath",
                                                elem_id="upscale-result")
                     sr_file = gr.File(label="Full resolution")
-            run_sr.click(_user_errors(handlers.upscale), [lr, model], [sr_result, sr_file], api_name="upscale")
+            run_sr.click(_user_errors(handlers.upscale), [lr, model, sr_size], [sr_result, sr_file],
+                         api_name="upscale")
         with gr.Tab("Video", id="video"):
             with gr.Row():
                 with gr.Column():
                     clip = gr.Video(sources=["upload"], label="Clip", elem_id="video-input")
                     v_style = gr.Dropdown(styles, value=default_style, label="Style")
                     v_strength = gr.Slider(0, 1, value=1, step=0.05, label="Strength")
+                    v_size = size_field(DEFAULT_VIDEO_MAX_SIZE, "frames")
                     run_v = gr.Button("Stylize the clip", variant="primary", elem_id="video-run")
                 with gr.Column():
                     v_out = gr.Video(label="Stylized (audio kept)", elem_id="video-result")
-            run_v.click(_user_errors(video_job), [clip, v_style, v_strength], v_out, api_name="stylize_video")
+            run_v.click(_user_errors(video_job), [clip, v_style, v_strength, v_size], v_out, api_name="stylize_video")
     return app
+
+
+def check_port(host: str, port: int) -> None:
+    """UserError unless this process can listen on ``host:port`` now (checked before the models load)."""
+    if not 1 <= port <= 65535:
+        raise UserError(f"port {port}: not a TCP port (1 to 65535)")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as e:
+        raise UserError(f"{host}: not an address of this machine ({e.strerror})") from None
+    with socket.socket(family, kind, proto) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server's own socket: TIME_WAIT is no conflict
+        try:
+            s.bind(address)
+        except OSError as e:
+            busy = e.errno == errno.EADDRINUSE
+            raise UserError(f"{host}:{port}: " + ("in use by another server; choose another port" if busy else
+                                                  f"cannot listen there ({e.strerror})")) from None
+
+
+@contextlib.contextmanager
+def _sigterm_stops_the_server() -> Iterator[None]:
+    """SIGTERM as an exception in the main thread, so the server closes and the work folder goes
+    (Python's default ends the process on the spot). Left alone where a handler is set already."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        raise Interrupted("the server stopped; its uploads and results were deleted", signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def serve(host: str = "127.0.0.1", port: int = DEFAULT_PORT, models_dir: str | None = None, share: bool = False,
           max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB, queue_size: int = 32, backend: str = "auto",
           device: str = "auto", precision: str = "auto") -> None:
-    """Start the app and block. One job runs at a time; up to ``queue_size`` wait."""
+    """Start the app and block. One job runs at a time; up to ``queue_size`` wait. The work
+    folder (results) and Gradio's copies of uploads and results are deleted when it stops."""
+    check_port(host, port)
     try:
         import gradio  # noqa: F401
     except ImportError:
         raise UserError("the web app needs Gradio: pip install 'fastpercept[ui]'") from None
     handlers = Handlers(find_models(models_dir), backend=backend, device=device, precision=precision)
-    app = build_app(handlers)
-    app.queue(default_concurrency_limit=1, max_size=queue_size)
-    log.info("fastpercept serve: http://%s:%d (%d styles, %d SR models)", host, port, len(handlers.catalogue.styles),
-             len(handlers.catalogue.sr))
-    app.launch(server_name=host, server_port=port, share=share, max_file_size=f"{max_upload_mb}mb",
-               show_error=True, quiet=True, allowed_paths=[str(handlers.workdir)])
+    app = None
+    try:
+        with _sigterm_stops_the_server():
+            app = build_app(handlers)
+            app.queue(default_concurrency_limit=1, max_size=queue_size)
+            log.info("fastpercept serve: http://%s:%d (%d styles, %d SR models)", host, port,
+                     len(handlers.catalogue.styles), len(handlers.catalogue.sr))
+            app.launch(server_name=host, server_port=port, share=share, max_file_size=f"{max_upload_mb}mb",
+                       show_error=True, quiet=True, allowed_paths=[str(handlers.workdir)], css=PAGE_CSS)
+    finally:
+        if app is not None:
+            app.close()  # Gradio deletes its copies of uploads and results as it shuts down
+        handlers.close()
