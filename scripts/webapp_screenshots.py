@@ -43,6 +43,7 @@ def main() -> None:
     a = p.parse_args()
 
     from selenium import webdriver
+    from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
 
     with socket.socket() as s:
@@ -77,6 +78,14 @@ def main() -> None:
             wait(lambda: driver.find_elements(By.CSS_SELECTOR, done_css))
             time.sleep(2)
             driver.execute_script("window.scrollTo(0, 0)")
+            # The window as tall as the page (the whole style gallery and every control in view).
+            driver.set_window_size(1400, 900)
+            time.sleep(1)
+            chrome, page = driver.execute_script(
+                "return [window.outerHeight - window.innerHeight, document.documentElement.scrollHeight]")
+            driver.set_window_size(1400, chrome + page)
+            ActionChains(driver).move_to_element(driver.find_element(By.TAG_NAME, "h1")).perform()  # no hover
+            time.sleep(1)
             png = work / "shot.png"
             driver.save_screenshot(str(png))
             from PIL import Image
