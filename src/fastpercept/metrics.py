@@ -1,7 +1,7 @@
 """Image metrics: PSNR-Y and SSIM-Y for super-resolution, and blobs (style artifacts).
 
-PSNR-Y and SSIM-Y follow the conventions (those of BasicSR's ``calculate_psnr`` / ``calculate_ssim`` with
-``test_y_channel=True``, which reproduce the SR literature's MATLAB numbers):
+PSNR-Y and SSIM-Y follow BasicSR's ``calculate_psnr`` / ``calculate_ssim`` with
+``test_y_channel=True``, which reproduce the SR literature's MATLAB numbers:
 
 - Inputs are RGB images ``(1, 3, H, W)`` (or ``(3, H, W)``) in ``[0, 1]`` that are **already
   quantized to 8-bit levels** (``k / 255``), as they would be after saving a PNG. Quantizing is
