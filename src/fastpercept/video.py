@@ -21,6 +21,7 @@ import os
 import queue
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -426,6 +427,7 @@ def transform_video(src: str | Path, dst: str | Path, frames_fn: Callable[[np.nd
             items.put(None)
 
     reader = threading.Thread(target=decode, name="fastpercept-decode", daemon=True)
+    worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fastpercept-network")
     written = 0
     try:
         with (atomic_folder(dst) if to_frames else atomic_write(dst)) as tmp:
@@ -471,13 +473,13 @@ def transform_video(src: str | Path, dst: str | Path, frames_fn: Callable[[np.nd
                         for packet in packets:
                             output.mux(packet)
 
-                def flush() -> None:
+                def process(frames: list) -> tuple[list, np.ndarray]:
+                    """A batch through ``frames_fn`` (on the worker thread): (frames, (N, H, W, 3) uint8)."""
+                    return frames, to_uint8(frames_fn(np.stack([frame_array(f) for f in frames]))).transpose(0, 2, 3, 1)
+
+                def write(frames: list, pixels: np.ndarray) -> None:
+                    """A processed batch into the output (on this thread), frames in order."""
                     nonlocal out_video, written
-                    if not pending:
-                        return
-                    x = np.stack([frame_array(f) for f in pending])
-                    y = frames_fn(x)
-                    pixels = to_uint8(y).transpose(0, 2, 3, 1)
                     if output is None:  # a folder of frames
                         from PIL import Image
 
@@ -502,16 +504,27 @@ def transform_video(src: str | Path, dst: str | Path, frames_fn: Callable[[np.nd
                                 output.mux(packet)
                             held.clear()
                         pad = ((0, out_video.height - height), (0, out_video.width - width), (0, 0))
-                        for frame, rgb in zip(pending, pixels):
+                        for frame, rgb in zip(frames, pixels):
                             rgb = np.pad(rgb, pad, mode="edge") if any(pad[0] + pad[1]) else rgb
                             out = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
                             out.pts, out.time_base = frame.pts, frame.time_base
                             for packet in out_video.encode(out):
                                 output.mux(packet)
-                    written += len(pending)
-                    pending.clear()
+                    written += len(frames)
                     if progress:
                         progress(written, total)
+
+                # The network works on one batch while this thread encodes the one before it (and the
+                # reader decodes the next): decoding, the network (with the stable mode's optical flow)
+                # and encoding overlap. One worker keeps the batches, and frames_fn's state, in order.
+                in_flight: list[Future] = []
+
+                def flush(last: bool = False) -> None:
+                    if pending:
+                        in_flight.append(worker.submit(process, list(pending)))
+                        pending.clear()
+                    while len(in_flight) > (0 if last else 1):
+                        write(*in_flight.pop(0).result())
 
                 reader.start()
                 while (item := items.get()) is not None:
@@ -530,7 +543,7 @@ def transform_video(src: str | Path, dst: str | Path, frames_fn: Callable[[np.nd
                             flush()
                 if failure:
                     raise failure[0]
-                flush()
+                flush(last=True)
                 if not written:
                     raise UserError(f"{src}: no video frame could be decoded")
                 if output is not None:
@@ -548,6 +561,7 @@ def transform_video(src: str | Path, dst: str | Path, frames_fn: Callable[[np.nd
         raise UserError(f"{dst}: cannot write ({e.strerror or e})") from None
     finally:
         stop.set()
+        worker.shutdown(wait=True, cancel_futures=True)  # the batch being computed ends; no other starts
         while reader.is_alive():  # unblock a reader waiting on the full queue
             try:
                 items.get_nowait()
