@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fastpercept.device import wall_clock
-from fastpercept.images import decode_image
+from fastpercept.runtime.device import wall_clock
+from fastpercept.runtime.images import decode_image
 from fastpercept.models import load_model
 from fastpercept.runtime.backends import BACKENDS, backend_available, make_runner, resolve_device
 from fastpercept.runtime.torch_runner import TorchRunner

@@ -24,14 +24,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fastpercept.data import center_crop
-from fastpercept.eval_style import objective_from_card
-from fastpercept.images import load_image
-from fastpercept.listing import list_images
+from fastpercept.training.data import center_crop
+from fastpercept.training.eval_style import objective_from_card
+from fastpercept.runtime.images import load_image
+from fastpercept.runtime.listing import list_images
 from fastpercept.models import load_model
 from fastpercept.runtime.backends import openvino_bf16
-from fastpercept.vgg import VGG16Features
-from fastpercept.weights import resolve_vgg16
+from fastpercept.training.vgg import VGG16Features
+from fastpercept.training.weights import resolve_vgg16
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -17,7 +17,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from fastpercept.eval_style import eval_style
+from fastpercept.training.eval_style import eval_style
 from fastpercept.models import load_model, read_card, save_model
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -18,10 +18,10 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageDraw
 
-from fastpercept.device import resolve_device, resolve_precision
-from fastpercept.eval_sr import bicubic_upscale, load_sr_pair, score_sr, sr_pairs
-from fastpercept.images import to_pil
-from fastpercept.lpips import LPIPS
+from fastpercept.runtime.device import resolve_device, resolve_precision
+from fastpercept.training.eval_sr import bicubic_upscale, load_sr_pair, score_sr, sr_pairs
+from fastpercept.runtime.images import to_pil
+from fastpercept.training.lpips import LPIPS
 from fastpercept.models import load_model
 from fastpercept.runtime.tiling import run_network
 from fastpercept.runtime.torch_runner import TorchRunner

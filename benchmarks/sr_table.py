@@ -3,7 +3,7 @@
     python benchmarks/sr_table.py [--models bicubic x4-pixel x4] [--datasets Set5 Set14 BSD100]
                                   [--scale 4|8] [--data ../shared/data/bench] [--tile PX] [--json FILE]
 
-Runs :func:`fastpercept.eval_sr.eval_sr` for each model on each benchmark and prints a
+Runs :func:`fastpercept.training.eval_sr.eval_sr` for each model on each benchmark and prints a
 Markdown table: one row per dataset, one column per model (``PSNR / SSIM / LPIPS``: PSNR in dB
 and SSIM on Y with a ``scale``-pixel border, LPIPS v0.1 AlexNet on RGB), beside the reference
 figures we have. Model names that are neither shipped nor files are skipped with a note.
@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from fastpercept.errors import UserError
-from fastpercept.eval_sr import BICUBIC, eval_sr
+from fastpercept.training.eval_sr import BICUBIC, eval_sr
 from fastpercept.models import resolve_model_path
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "bench"

@@ -1,5 +1,5 @@
 """Issue 24: blobs (smooth near-white / near-black spots the photo does not have) of style models
-on 12 held-out photos, counted by :func:`fastpercept.metrics.find_blobs`.
+on 12 held-out photos, counted by :func:`fastpercept.training.metrics.find_blobs`.
 
     python benchmarks/style_blobs.py [--models NAME|FILE,...] [--max-size 512] [--save DIR] [--json]
 
@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 import fastpercept
-from fastpercept.metrics import find_blobs
+from fastpercept.training.metrics import find_blobs
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 # Short name -> file. Chosen for sky (castle, church, lake, tree, plane, hawk, skyline), snow and
@@ -86,7 +86,8 @@ def main() -> None:
         print(json.dumps({"max_size": a.max_size, "photos": {k: str(v) for k, v in HELD_OUT.items()},
                           "rows": rows}, indent=2))
         return
-    print(f"blobs per photo, {len(photos)} held-out photos at {a.max_size} px (fastpercept.metrics.find_blobs)")
+    print(f"blobs per photo, {len(photos)} held-out photos at {a.max_size} px "
+          "(fastpercept.training.metrics.find_blobs)")
     print("| model | " + " | ".join(photos) + " | total |")
     print("| --- |" + " ---: |" * (len(photos) + 1))
     for row in rows:

@@ -6,7 +6,7 @@
 
 Rows: square content images (the bundled ``example.jpg``, shorter side resized to S, center S x S
 crop). Columns, as in the paper: the seconds of 100, 300 and 500 L-BFGS iterations of the Gatys et
-al. optimization (:func:`fastpercept.optimize.optimize_image`: from noise, fp32, on the model's own
+al. optimization (:func:`fastpercept.training.optimize.optimize_image`: from noise, fp32, on the model's own
 training objective: the card's weights, layers and style image), the seconds of one pass of the
 network, and the speed-ups (optimization seconds / network seconds).
 
@@ -40,18 +40,18 @@ from typing import Any, Callable
 
 import torch
 
-from fastpercept.data import center_crop
+from fastpercept.training.data import center_crop
 from fastpercept.errors import UserError
-from fastpercept.eval_style import find_style_image, objective_from_card
-from fastpercept.images import load_image
-from fastpercept.losses import StyleObjective
+from fastpercept.training.eval_style import find_style_image, objective_from_card
+from fastpercept.runtime.images import load_image
+from fastpercept.training.losses import StyleObjective
 from fastpercept.models import load_model, resolve_model_path
-from fastpercept.optimize import optimize_image
+from fastpercept.training.optimize import optimize_image
 from fastpercept.runtime.backends import Runner, make_runner, resolve_device, resolve_precision
 from fastpercept.runtime.tiling import TimedNetwork
 from fastpercept.runtime.torch_runner import TorchRunner
-from fastpercept.vgg import VGG16Features
-from fastpercept.weights import resolve_vgg16
+from fastpercept.training.vgg import VGG16Features
+from fastpercept.training.weights import resolve_vgg16
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTENT = ROOT / "src" / "fastpercept" / "assets" / "example.jpg"

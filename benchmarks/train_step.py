@@ -13,11 +13,11 @@ import argparse
 
 import torch
 
-from fastpercept.device import (autocast, compute_dtype, cpu_has_fast_bf16, resolve_device, resolve_precision,
+from fastpercept.runtime.device import (autocast, compute_dtype, cpu_has_fast_bf16, resolve_device, resolve_precision,
                                 wall_clock)
-from fastpercept.losses import StyleObjective
+from fastpercept.training.losses import StyleObjective
 from fastpercept.nets.style import StyleNet
-from fastpercept.vgg import VGG16Features
+from fastpercept.training.vgg import VGG16Features
 
 
 def seconds_per_call(fn, device: torch.device, warmup: int, reps: int) -> float:

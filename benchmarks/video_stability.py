@@ -1,9 +1,9 @@
 """Temporal stability of stylized video: per-frame stylization vs the stable mode.
 
-For the first frames of a clip, each mode's warping error (Lai et al. 2018; fastpercept.temporal)
+For the first frames of a clip, each mode's warping error (Lai et al. 2018; fastpercept.runtime.temporal)
 and the mean training objective of its frames (the model card's weights, on each output frame
 against its input frame), both as ratios to per-frame stylization of the same model, measured
-in one run. The stable mode (fastpercept.temporal.StableFrames) blends each input frame, then
+in one run. The stable mode (fastpercept.runtime.temporal.StableFrames) blends each input frame, then
 each output frame, with the previous one carried along the input's optical flow (the weights are
 the previous frame's shares; 0 switches a blend off); ``--norm-momenta`` also tries instance-norm
 statistics smoothed over time (an exponential moving average, momentum = the newest frame's
@@ -27,14 +27,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fastpercept.eval_style import objective_from_card
-from fastpercept.images import to_uint8
+from fastpercept.training.eval_style import objective_from_card
+from fastpercept.runtime.images import to_uint8
 from fastpercept.models import load_model
 from fastpercept.runtime.backends import make_runner
 from fastpercept.runtime.tiling import run_network
-from fastpercept.temporal import STABLE_INPUT_WEIGHT, STABLE_OUTPUT_WEIGHT, StableFrames, warping_error
-from fastpercept.vgg import VGG16Features
-from fastpercept.weights import resolve_vgg16
+from fastpercept.runtime.temporal import STABLE_INPUT_WEIGHT, STABLE_OUTPUT_WEIGHT, StableFrames, warping_error
+from fastpercept.training.vgg import VGG16Features
+from fastpercept.training.weights import resolve_vgg16
 
 from clips import read_frames
 

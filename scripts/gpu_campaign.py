@@ -147,10 +147,10 @@ def cmd_pack(a: argparse.Namespace) -> int:
     import torch
     from safetensors.torch import save_file
 
-    from fastpercept.losses import ObjectiveWeights
+    from fastpercept.training.losses import ObjectiveWeights
     from fastpercept.models import shipped_models
-    from fastpercept.vgg import VGG16_LAYERS
-    from fastpercept.weights import resolve_lpips, resolve_vgg16, save_vgg16_prefix
+    from fastpercept.training.vgg import VGG16_LAYERS
+    from fastpercept.training.weights import resolve_lpips, resolve_vgg16, save_vgg16_prefix
 
     data, dest = Path(a.data), Path(a.dest)
     tmp = dest.with_name(dest.name + ".tmp")

@@ -14,7 +14,7 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 @pytest.fixture(scope="session")
 def vgg():
     """The real ImageNet VGG-16 loss network (resolved once per session, from the cache)."""
-    from fastpercept.vgg import VGG16Features
+    from fastpercept.training.vgg import VGG16Features
 
     return VGG16Features()
 

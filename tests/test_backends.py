@@ -13,7 +13,7 @@ import pytest
 
 import fastpercept
 from fastpercept.errors import UserError
-from fastpercept.export import export_model
+from fastpercept.runtime.export import export_model
 from fastpercept.runtime import backends
 
 torch = pytest.importorskip("torch")

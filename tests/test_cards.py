@@ -105,9 +105,9 @@ def test_shipped_model_tensors_are_unchanged(path):
 
 def test_training_records_its_data_by_name_and_digest(tmp_path, monkeypatch):
     pytest.importorskip("torch")
-    from fastpercept.tasks import get_task
-    from fastpercept.tasks.sr import SRConfig
-    from fastpercept.train import files_digest
+    from fastpercept.training.tasks import get_task
+    from fastpercept.training.tasks.sr import SRConfig
+    from fastpercept.training.train import files_digest
 
     photos = tmp_path / "holiday" / "photos"
     photos.mkdir(parents=True)

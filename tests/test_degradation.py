@@ -1,4 +1,4 @@
-"""Real-ESRGAN's high-order degradation (fastpercept.degradation) and ``train sr --degradation real``."""
+"""Real-ESRGAN's high-order degradation (fastpercept.training.degradation) and ``train sr --degradation real``."""
 
 from __future__ import annotations
 
@@ -13,14 +13,14 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from fastpercept.data import SRPair
-from fastpercept.degradation import (DegradationConfig, add_gaussian_noise, add_poisson_noise, degrade_jpeg,
+from fastpercept.training.data import SRPair
+from fastpercept.training.degradation import (DegradationConfig, add_gaussian_noise, add_poisson_noise, degrade_jpeg,
                                      degrade_real, eval_rng, filter2d, gaussian_kernel, generalized_gaussian_kernel,
                                      jpeg, plateau_kernel, random_kernel, random_resize, sinc_kernel)
 from fastpercept.errors import UserError
-from fastpercept.eval_sr import make_lr
-from fastpercept.resize import imresize
-from fastpercept.tasks.sr import TASK as SR_TASK, SRConfig
+from fastpercept.training.eval_sr import make_lr
+from fastpercept.training.resize import imresize
+from fastpercept.training.tasks.sr import TASK as SR_TASK, SRConfig
 
 
 def _photo(seed: int, h: int, w: int) -> torch.Tensor:
@@ -318,7 +318,7 @@ def test_train_real_resumes_exactly_and_records_the_degradation(photos, tmp_path
 
 
 def test_degradation_flag(photos, tmp_path, capsys):
-    from fastpercept.cli import main
+    from fastpercept.apps.cli import main
 
     assert main(["train", "sr", "--data", str(photos), "--scale", "4", "--loss", "pixel", "--patch-size", "32",
                  "--batch-size", "1", "--iters", "1", "--degradation", "real", "--precision", "fp32",

@@ -13,13 +13,13 @@ import pytest
 import torch
 from PIL import Image
 
-from fastpercept.data import center_crop
+from fastpercept.training.data import center_crop
 from fastpercept.errors import UserError
-from fastpercept.eval_style import eval_style, find_style_image, format_style_table, iterations_to_match
-from fastpercept.images import load_image
+from fastpercept.training.eval_style import eval_style, find_style_image, format_style_table, iterations_to_match
+from fastpercept.runtime.images import load_image
 from fastpercept.runtime.torch_runner import TorchRunner
 from fastpercept.runtime.tiling import run_network
-from fastpercept.losses import ObjectiveWeights, StyleObjective
+from fastpercept.training.losses import ObjectiveWeights, StyleObjective
 from fastpercept.models import load_model, save_model
 from fastpercept.nets.style import StyleNet, StyleNetConfig
 
@@ -180,7 +180,7 @@ def test_blobs_are_counted_on_each_output_against_its_photo(setup, monkeypatch):
         seen.append(photo)
         return output.shape[0]
 
-    monkeypatch.setattr("fastpercept.eval_style.count_blobs", blobs_as_height)
+    monkeypatch.setattr("fastpercept.training.eval_style.count_blobs", blobs_as_height)
     res = eval_style(setup["model"], setup["content"], size=32, device="cpu", precision="fp32",
                      style_image=setup["style"])
     assert [im["network"]["blobs"] for im in res["images"]] == [27, 32]

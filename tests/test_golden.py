@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 import fastpercept
-from fastpercept.images import decode_image
+from fastpercept.runtime.images import decode_image
 from fastpercept.models import shipped_models
 from fastpercept.runtime.backends import backend_available
 

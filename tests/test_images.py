@@ -12,10 +12,10 @@ import pytest
 import torch
 from PIL import Image
 
-from fastpercept import images
+from fastpercept.runtime import images
 from fastpercept.errors import UserError
-from fastpercept.images import IMAGE_SUFFIXES, LoadedImage, load_image, save_image, to_pil
-from fastpercept.listing import list_images, plan_outputs
+from fastpercept.runtime.images import IMAGE_SUFFIXES, LoadedImage, load_image, save_image, to_pil
+from fastpercept.runtime.listing import list_images, plan_outputs
 
 
 def _rgb_array(h: int = 3, w: int = 4) -> np.ndarray:

@@ -4,7 +4,7 @@
 import pytest
 import torch
 
-from fastpercept.losses import (
+from fastpercept.training.losses import (
     ObjectiveWeights,
     StyleObjective,
     feature_reconstruction_loss,

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fastpercept.images import load_image
+from fastpercept.runtime.images import load_image
 
-from fastpercept.lpips import LPIPS
-from fastpercept.metrics import quantize
-from fastpercept.resize import gaussian_blur, imresize, mod_crop
+from fastpercept.training.lpips import LPIPS
+from fastpercept.training.metrics import quantize
+from fastpercept.training.resize import gaussian_blur, imresize, mod_crop
 
 # Reference values from the official `lpips` package, 0.1.4 (PyPI), with torch 2.14.1 and
 # torchvision 0.29.1 in a throwaway venv outside the project:

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from fastpercept.images import load_image
+from fastpercept.runtime.images import load_image
 
-from fastpercept.metrics import count_blobs, find_blobs, psnr_y, quantize, rgb_to_y, ssim_y
-from fastpercept.resize import imresize, mod_crop
+from fastpercept.training.metrics import count_blobs, find_blobs, psnr_y, quantize, rgb_to_y, ssim_y
+from fastpercept.training.resize import imresize, mod_crop
 
 
 def _read_rgb(path) -> torch.Tensor:

@@ -5,11 +5,11 @@ import pytest
 import torch
 from PIL import Image
 
-from fastpercept.data import RoundRobinLabels
+from fastpercept.training.data import RoundRobinLabels
 from fastpercept.errors import UserError
 from fastpercept.models import LoadedModel, bake_style, parse_blend, read_card
 from fastpercept.nets.multistyle import MultiStyleNet, MultiStyleNetConfig
-from fastpercept.tasks.multistyle import TASK, MultiStyleConfig
+from fastpercept.training.tasks.multistyle import TASK, MultiStyleConfig
 
 
 def _net(styles=3):

@@ -1,4 +1,4 @@
-"""The Gatys et al. optimization baseline (fastpercept.optimize) on the real VGG-16 objective.
+"""The Gatys et al. optimization baseline (fastpercept.training.optimize) on the real VGG-16 objective.
 
 Tiny sizes keep it fast: content is chicago.jpg reduced to 64 px (43x64), style mosaic.jpg at
 64 px. Measured here (1 thread): the objective falls from 630 (noise) to 38.9 after 25 L-BFGS
@@ -12,9 +12,9 @@ import re
 import pytest
 import torch
 
-from fastpercept.images import load_image
-from fastpercept.losses import ObjectiveWeights, StyleObjective
-from fastpercept.optimize import TERMS, initial_image, optimize_image
+from fastpercept.runtime.images import load_image
+from fastpercept.training.losses import ObjectiveWeights, StyleObjective
+from fastpercept.training.optimize import TERMS, initial_image, optimize_image
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +108,7 @@ def test_bad_arguments(objective, content):
 
 
 def test_cli_optimize_writes_the_image(tmp_path, shared_data, capsys, caplog):
-    from fastpercept.cli import main
+    from fastpercept.apps.cli import main
 
     caplog.set_level("INFO", logger="fastpercept")
     out = tmp_path / "sub" / "opt.png"
@@ -124,7 +124,7 @@ def test_cli_optimize_writes_the_image(tmp_path, shared_data, capsys, caplog):
 
 
 def test_cli_optimize_refuses_a_bad_output_suffix(tmp_path, shared_data, capsys):
-    from fastpercept.cli import main
+    from fastpercept.apps.cli import main
 
     rc = main(["optimize", "--content", str(shared_data / "content" / "chicago.jpg"),
                "--style", str(shared_data / "styles" / "mosaic.jpg"), "-o", str(tmp_path / "out.xyz"),

@@ -23,7 +23,8 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 import fastpercept
-from fastpercept import cli, images
+from fastpercept.apps import cli
+from fastpercept.runtime import images
 from fastpercept.errors import InputTypeError, UserError
 from fastpercept.models import CARD_KEY, save_model
 from fastpercept.nets.sr import SRNet, SRNetConfig
@@ -114,7 +115,7 @@ def test_bomb_in_a_batch_fails_alone_and_the_batch_goes_on(tmp_path, monkeypatch
 
 
 def test_memory_limit_comes_from_the_cgroup(monkeypatch, tmp_path):
-    from fastpercept import memory
+    from fastpercept.runtime import memory
 
     limit, usage = tmp_path / "memory.max", tmp_path / "memory.current"
     limit.write_text(str(3 * GIB))
@@ -315,7 +316,7 @@ def test_12_weights_of_another_shape_name_the_tensor(tmp_path, style_model):
 
 
 def test_13_an_unwritable_weights_cache_is_one_line(tmp_path):
-    from fastpercept.weights import _atomic_save_safetensors
+    from fastpercept.training.weights import _atomic_save_safetensors
 
     with pytest.raises(UserError, match="FASTPERCEPT_CACHE"):
         _atomic_save_safetensors({"a": torch.zeros(1)}, Path("/proc/nope/vgg16.safetensors"))
@@ -411,7 +412,7 @@ def test_17_empty_style_name_and_negative_weights(tmp_path, capsys, style_model)
 
 
 def test_17_eval_style_json_is_strict(tmp_path, capsys, monkeypatch, style_model):
-    from fastpercept import eval_style
+    from fastpercept.training import eval_style
 
     _photo(tmp_path / "c" / "a.png", 32, 32)
     real = eval_style.eval_style

@@ -19,9 +19,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fastpercept import images, models
+from fastpercept import models
+from fastpercept.runtime import images
 from fastpercept.errors import UserError
-from fastpercept.tasks.style import StyleConfig
+from fastpercept.training.tasks.style import StyleConfig
 from test_reliability import one_line, run_cli
 
 
@@ -63,7 +64,7 @@ def test_3_train_cannot_replace_the_shipped_model_it_starts_from(package_models,
     def no_training(*_args, **_kwargs):
         raise AssertionError("training started")
 
-    monkeypatch.setattr("fastpercept.tasks.style.loss_network", no_training)
+    monkeypatch.setattr("fastpercept.training.tasks.style.loss_network", no_training)
     code, _, err = run_cli(capsys, "train", "style", "--data", data, "--style-image", style,
                            "--init-from", "mosaic", "-o", shipped, "--iters", "1")
     assert code == 2 and f"{shipped}: " in one_line(err)

@@ -19,11 +19,11 @@ from PIL import Image
 
 av = pytest.importorskip("av")
 
-from fastpercept import cli  # noqa: E402
+from fastpercept.apps import cli  # noqa: E402
 from fastpercept.atomic import atomic_folder, atomic_write  # noqa: E402
 from fastpercept.errors import UserError  # noqa: E402
-from fastpercept.listing import plan_outputs  # noqa: E402
-from fastpercept.video import probe_video, transform_video  # noqa: E402
+from fastpercept.runtime.listing import plan_outputs  # noqa: E402
+from fastpercept.runtime.video import probe_video, transform_video  # noqa: E402
 
 
 def make_clip(path: Path, frames: int = 6, size: tuple[int, int] = (64, 48), *, audio: str | None = None,

@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fastpercept.images import load_image
-from fastpercept.resize import degrade, gaussian_blur, gaussian_kernel1d, imresize, mod_crop
+from fastpercept.runtime.images import load_image
+from fastpercept.training.resize import degrade, gaussian_blur, gaussian_kernel1d, imresize, mod_crop
 
 
 def _read_uint8(path) -> torch.Tensor:

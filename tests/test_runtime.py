@@ -209,7 +209,7 @@ def test_a_bare_name_is_a_model_never_a_folder(tmp_path, monkeypatch):
 
 # ---------------------------------------------------------------------------- without PyTorch
 
-_PROBE = ("import json, sys\nfrom fastpercept.cli import main\nrc = main(sys.argv[1:])\n"
+_PROBE = ("import json, sys\nfrom fastpercept.apps.cli import main\nrc = main(sys.argv[1:])\n"
           "print(json.dumps({'rc': rc, 'torch': 'torch' in sys.modules}))")
 
 
@@ -221,7 +221,8 @@ def _cli(*args) -> dict:
 
 
 def test_import_leaves_torch_out():
-    proc = subprocess.run([sys.executable, "-c", "import sys, fastpercept.api, fastpercept.cli, fastpercept.webapp;"
+    proc = subprocess.run([sys.executable, "-c", "import sys, fastpercept.api, fastpercept.apps.cli, "
+                           "fastpercept.apps.webapp;"
                            "print('torch' in sys.modules)"], capture_output=True, text=True, timeout=120)
     assert proc.stdout.strip() == "False", proc.stderr
 
@@ -259,10 +260,11 @@ def test_commands_run_without_importing_torch(tmp_path, command):
 
 @pytest.mark.skipif(HAS_TORCH, reason="the small install's message: PyTorch is installed here")
 def test_training_commands_name_the_extra_they_need(capsys):
-    from fastpercept.cli import main
+    from fastpercept.apps.cli import main
 
-    assert main(["train", "style", "--data", "x"]) == 2
-    assert "pip install 'fastpercept[train]'" in capsys.readouterr().err
+    for command in (["train", "style", "--data", "x"], ["eval", "sr"], ["optimize"], ["weights"]):
+        assert main(command) == 2
+        assert "pip install 'fastpercept[train]'" in capsys.readouterr().err
 
 
 def test_denoise_interpolates_a_model_and_its_real_photo_twin(tmp_path, monkeypatch):
@@ -299,3 +301,30 @@ def test_library_messages_name_api_options_and_the_cli_shows_flags():
     assert as_flags(message) == "x.png: 9000x9000 image needs 5 GiB; --max-size 2048 fits (--tile bounds only the " \
                                 "network's share)"
     assert as_flags("tiles of 216 px") == "tiles of 216 px"
+
+
+def test_an_unwritable_or_corrupt_cache_does_not_matter(tmp_path, monkeypatch):
+    """Graphs are built in memory: a cache folder that cannot be written (under /proc, even for
+    root) or that holds garbage where the old graph cache was changes nothing."""
+    photo = np.asarray(Image.open(ASSETS / "example.jpg").reduce(8))
+    corrupt = tmp_path / "cache"
+    (corrupt / "onnx").mkdir(parents=True)
+    (corrupt / "onnx" / "0123456789abcdef-plain.onnx").write_bytes(b"not a model")
+    for cache in ("/proc/fastpercept-cache", str(corrupt)):
+        monkeypatch.setenv("FASTPERCEPT_CACHE", cache)
+        assert fastpercept.stylize(photo, load_model("mosaic-half")).shape == photo.shape
+
+
+def test_export_where_nothing_can_be_written_is_one_line():
+    from fastpercept.runtime.export import export_model
+
+    with pytest.raises(UserError, match="x4.onnx: cannot write"):
+        export_model("x4", "onnx", "/proc/fastpercept-export/x4.onnx")
+
+
+def test_blend_weights_that_overflow_are_refused_not_grey():
+    from fastpercept.models import parse_blend
+
+    with pytest.raises(UserError, match="finite number above 0"):
+        parse_blend("a:1e308,b:1e308", ["a", "b"])
+    assert parse_blend("a:3,b:1", ["a", "b"]) == {"a": 0.75, "b": 0.25}

@@ -24,20 +24,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from fastpercept.api import upscale
-from fastpercept.data import SRPair
+from fastpercept.training.data import SRPair
 from fastpercept.errors import UserError
-from fastpercept.eval_sr import eval_sr, format_sr_table, make_lr, score_sr
-from fastpercept.images import load_image
+from fastpercept.training.eval_sr import eval_sr, format_sr_table, make_lr, score_sr
+from fastpercept.runtime.images import load_image
 from fastpercept.runtime.torch_runner import TorchRunner
 from fastpercept.runtime import color
 from fastpercept.runtime.tiling import run_network
-from fastpercept.lpips import LPIPS
-from fastpercept.metrics import psnr_y, quantize, ssim_y
+from fastpercept.training.lpips import LPIPS
+from fastpercept.training.metrics import psnr_y, quantize, ssim_y
 from fastpercept.models import LoadedModel, build_model, save_model
 from fastpercept.nets.sr import SRNet, SRNetConfig
-from fastpercept.resize import degrade, imresize, mod_crop
+from fastpercept.training.resize import degrade, imresize, mod_crop
 from fastpercept.nets.blocks import TransformNet
-from fastpercept.tasks.sr import TASK as SR_TASK, SRConfig
+from fastpercept.training.tasks.sr import TASK as SR_TASK, SRConfig
 
 # Bicubic x4 on Set5 (shared/README.md: 28.43 dB). LPIPS: the mean of the reference package's
 # values for these very pairs (tests/test_lpips.py, REFERENCE_ALEX). SSIM: measured here.
@@ -382,7 +382,7 @@ def test_cli_json_shape_and_errors(bench):
     direct = eval_sr("bicubic", bench["hr_only"], scale=4, device="cpu")
     assert doc["mean"]["psnr"] == pytest.approx(direct["mean"]["psnr"], abs=1e-9)
     # an exact reconstruction (PSNR inf) still prints strict JSON: null
-    from fastpercept.cli import _finite_json
+    from fastpercept.apps.cli import _finite_json
 
     assert json.dumps(_finite_json({"mean": {"psnr": math.inf, "ssim": 1.0}}), allow_nan=False) == \
         '{"mean": {"psnr": null, "ssim": 1.0}}'

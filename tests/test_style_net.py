@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from fastpercept.losses import StyleObjective
+from fastpercept.training.losses import StyleObjective
 from fastpercept.nets.style import StyleNet, StyleNetConfig
 
 

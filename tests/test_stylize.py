@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 import fastpercept
-from fastpercept.images import load_image
+from fastpercept.runtime.images import load_image
 from fastpercept.runtime.torch_runner import TorchRunner
 from fastpercept.runtime import color
 from fastpercept.runtime.tiling import run_network
@@ -208,7 +208,7 @@ def test_every_cli_option_has_help():
     """`fastpercept COMMAND --help` explains each option (argparse shows bare names otherwise)."""
     import argparse
 
-    from fastpercept.cli import build_parser
+    from fastpercept.apps.cli import build_parser
 
     def parsers(p: argparse.ArgumentParser):
         yield p

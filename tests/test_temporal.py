@@ -1,9 +1,9 @@
-"""The warping error (fastpercept.temporal) and the stable video mode (SmoothedNormStats)."""
+"""The warping error (fastpercept.runtime.temporal) and the stable video mode (SmoothedNormStats)."""
 
 import numpy as np
 import pytest
 
-from fastpercept.temporal import warping_error
+from fastpercept.runtime.temporal import warping_error
 
 pytest.importorskip("cv2")
 
@@ -42,7 +42,7 @@ def _noisy(clip, sigma=12, seed=2):
 
 
 def test_calming_a_noisy_static_clip_removes_most_of_its_noise():
-    from fastpercept.temporal import StableFrames
+    from fastpercept.runtime.temporal import StableFrames
 
     scene = _moving_clip(frames=1)[0]
     clip = _noisy([scene] * 16)
@@ -55,7 +55,7 @@ def test_calming_a_noisy_static_clip_removes_most_of_its_noise():
 
 
 def test_settling_blends_outputs_in_the_order_they_were_calmed():
-    from fastpercept.temporal import StableFrames
+    from fastpercept.runtime.temporal import StableFrames
 
     scene = _moving_clip(frames=1)[0]
     stable = StableFrames(input_weight=0.0, output_weight=0.5)

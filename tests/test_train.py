@@ -15,7 +15,7 @@ from safetensors import safe_open
 
 from fastpercept.errors import UserError
 from fastpercept.models import load_model, read_card
-from fastpercept.tasks.style import TASK as STYLE_TASK, StyleConfig
+from fastpercept.training.tasks.style import TASK as STYLE_TASK, StyleConfig
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +83,7 @@ def test_card_round_trip_and_fp16_file(photos, style_png, tmp_path):
 
 
 def test_cosine_schedule_anneals_and_resumes_exactly(photos, style_png, tmp_path):
-    from fastpercept.train import step_lr
+    from fastpercept.training.train import step_lr
 
     assert [step_lr(1e-3, "cosine", t, 4) for t in range(5)] == pytest.approx(
         [1e-3, 1e-3 * (1 + 2 ** -0.5) / 2, 5e-4, 1e-3 * (1 - 2 ** -0.5) / 2, 0.0])
@@ -146,7 +146,7 @@ def test_resume_at_or_past_iters_exports_the_checkpoint(photos, style_png, tmp_p
     trained_on = read_card(out)["device"]
     out.unlink()
     # exported on another machine: the card still names the one the steps ran on
-    monkeypatch.setattr("fastpercept.train._device_name", lambda device: "another machine")
+    monkeypatch.setattr("fastpercept.training.train._device_name", lambda device: "another machine")
     exported = STYLE_TASK.train(_cfg(photos, style_png, out, iters=1, resume=True))
     card = read_card(out)
     assert card["iterations"] == 3 and set(card["final_losses"]) == {"content", "style", "tv", "total"}
@@ -231,7 +231,7 @@ def test_torchrun_two_processes_equal_one_process_with_the_global_batch(photos, 
 
 
 def test_a_second_run_on_a_busy_checkpoint_folder_is_refused(photos, style_png, tmp_path):
-    from fastpercept.checkpoint import FolderLock
+    from fastpercept.training.checkpoint import FolderLock
 
     out = tmp_path / "m.safetensors"
     with FolderLock(tmp_path / "m.ckpt"):  # stands for a run that is still stopping
@@ -249,9 +249,9 @@ def test_no_readable_images_is_a_user_error(style_png, tmp_path):
 
 
 def test_cli_flags_left_unset_take_the_library_defaults():
-    from fastpercept.cli import _config, build_parser
-    from fastpercept.losses import ObjectiveWeights
-    from fastpercept.tasks.sr import SRConfig
+    from fastpercept.apps.cli import _config, build_parser
+    from fastpercept.training.losses import ObjectiveWeights
+    from fastpercept.training.tasks.sr import SRConfig
 
     parser = build_parser()
     base = ["--data", "d", "-o", "m.safetensors"]
@@ -271,7 +271,7 @@ def test_cli_flags_left_unset_take_the_library_defaults():
 
 
 def test_log_lines_give_the_recent_rate_and_time_left(photos, style_png, tmp_path, caplog):
-    caplog.set_level("INFO", logger="fastpercept.train")
+    caplog.set_level("INFO", logger="fastpercept.training.train")
     STYLE_TASK.train(_cfg(photos, style_png, tmp_path / "m.safetensors", iters=4, log_every=2))
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("step ")]
     assert [line.split()[1] for line in lines] == ["2/4", "4/4"]
@@ -280,6 +280,6 @@ def test_log_lines_give_the_recent_rate_and_time_left(photos, style_png, tmp_pat
 
 
 def test_compute_dtype_of_each_precision():
-    from fastpercept.device import compute_dtype
+    from fastpercept.runtime.device import compute_dtype
 
     assert [compute_dtype(p) for p in ("bf16", "fp16", "fp32")] == [torch.bfloat16, torch.float16, torch.float32]

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from fastpercept.errors import UserError
-from fastpercept.vgg import VGG16Features
-from fastpercept.weights import resolve_vgg16, save_vgg16_prefix
+from fastpercept.training.vgg import VGG16Features
+from fastpercept.training.weights import resolve_vgg16, save_vgg16_prefix
 
 
 @pytest.fixture(scope="module")

@@ -15,11 +15,11 @@ import torch
 
 av = pytest.importorskip("av")
 
-from fastpercept import cli  # noqa: E402
+from fastpercept.apps import cli  # noqa: E402
 from fastpercept.errors import UserError  # noqa: E402
 from fastpercept.models import save_model  # noqa: E402
 from fastpercept.nets.style import StyleNet, StyleNetConfig  # noqa: E402
-from fastpercept.video import probe_video, transform_video  # noqa: E402
+from fastpercept.runtime.video import probe_video, transform_video  # noqa: E402
 
 
 def make_clip(path: Path, frames: int = 20, size: tuple[int, int] = (64, 48), audio: bool = True,
@@ -197,7 +197,7 @@ def test_memory_stays_flat_on_a_long_clip(tmp_path):
         import resource, sys
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         from test_video import make_clip
-        from fastpercept.video import transform_video
+        from fastpercept.runtime.video import transform_video
         def peak(frames):
             clip = make_clip(__import__("pathlib").Path({str(tmp_path)!r}) / f"c{{frames}}.mp4", frames=frames,
                              size=(256, 256), audio=False)

@@ -1,4 +1,4 @@
-"""The web app's handlers (fastpercept.webapp.Handlers), without a browser or Gradio."""
+"""The web app's handlers (fastpercept.apps.webapp.Handlers), without a browser or Gradio."""
 
 from __future__ import annotations
 
@@ -20,12 +20,12 @@ import torch
 from PIL import Image
 
 from fastpercept.errors import UserError
-from fastpercept.images import target_size
-from fastpercept.memory import image_pipeline_bytes
+from fastpercept.runtime.images import target_size
+from fastpercept.runtime.memory import image_pipeline_bytes
 from fastpercept.models import save_model
 from fastpercept.nets.style import StyleNet, StyleNetConfig
-from fastpercept.webapp import (DEFAULT_UPSCALE_MAX_SIZE, DEFAULT_VIDEO_MAX_SIZE, RETENTION_S, Handlers, JobCancelled,
-                                _page_open, _upload_image, build_app, find_models, serve)
+from fastpercept.apps.webapp import (DEFAULT_UPSCALE_MAX_SIZE, DEFAULT_VIDEO_MAX_SIZE, RETENTION_S, Handlers,
+                                     JobCancelled, _page_open, _upload_image, build_app, find_models, serve)
 
 RUNTIME = dict(backend="torch", device="cpu", precision="fp32")
 
@@ -221,7 +221,7 @@ def test_the_default_longest_sides_keep_a_phone_photo_small():
 
 
 def test_an_upscale_that_does_not_fit_is_refused_before_the_network_runs(handlers, photo, monkeypatch):
-    monkeypatch.setattr("fastpercept.images.available_memory", lambda device="cpu": 64 * 2**20)
+    monkeypatch.setattr("fastpercept.runtime.images.available_memory", lambda device="cpu": 64 * 2**20)
     before = set(handlers.workdir.iterdir())
     with pytest.raises(UserError, match=r"^photo\.png: .*needs about"):
         handlers.upscale(str(photo), "x4")
@@ -291,14 +291,14 @@ def test_a_model_that_cannot_run_is_skipped_and_the_rest_served(handlers, tmp_pa
     # A card that reads but weights of another architecture: the first job would fail, and before, the
     # thumbnails at start-up stopped the server.
     save_model(StyleNet(StyleNetConfig(arch="half")), tmp_path / "wrong.safetensors", {**card, "arch": "johnson"})
-    with caplog.at_level(logging.WARNING, logger="fastpercept.webapp"):
+    with caplog.at_level(logging.WARNING, logger="fastpercept.apps.webapp"):
         catalogue = find_models(tmp_path)
     assert "mine" in catalogue.styles and "wrong" not in catalogue.styles and "mosaic" in catalogue.styles
     assert any("wrong.safetensors" in r.getMessage() for r in caplog.records)
     # A style that loads but does not run leaves the gallery with a warning; the others stay.
     catalogue.styles["gone"] = tmp_path / "gone.safetensors"
     work = Handlers(catalogue, handlers.workdir, **RUNTIME)
-    with caplog.at_level(logging.WARNING, logger="fastpercept.webapp"):
+    with caplog.at_level(logging.WARNING, logger="fastpercept.apps.webapp"):
         names = [name for _, name in work.thumbnails(size=48)]
     assert "gone" not in names and "gone" not in catalogue.styles and "mosaic" in names
     assert any("gone.safetensors" in r.getMessage() for r in caplog.records)
@@ -308,7 +308,7 @@ def test_serve_checks_the_port_before_loading_anything(monkeypatch):
     def no_models(*args, **kwargs):
         raise AssertionError("models loaded before the port was checked")
 
-    monkeypatch.setattr("fastpercept.webapp.find_models", no_models)
+    monkeypatch.setattr("fastpercept.apps.webapp.find_models", no_models)
     with pytest.raises(UserError, match="port 70000: not a TCP port"):
         serve(port=70000)
     with socket.socket() as busy:

@@ -1,7 +1,7 @@
 import sys
 
 try:
-    from .cli import main
+    from .apps.cli import main
 except KeyboardInterrupt:  # Ctrl-C before the command line's own handler is in place
     print("fastpercept: interrupted", file=sys.stderr)
     sys.exit(130)

@@ -29,12 +29,12 @@ import numpy as np
 from PIL import Image
 
 from .errors import InputTypeError, UserError
-from .images import DecodedImage, decode_image, decode_pil, save_image, to_pil, to_uint8
-from .listing import check_image_output, refuse_overwriting_inputs
+from .runtime.images import DecodedImage, decode_image, decode_pil, save_image, to_pil, to_uint8
+from .runtime.listing import check_image_output, refuse_overwriting_inputs
 from .models import DEFAULT_STYLE, LoadedModel, load_model
 from .runtime.color import blend_strength, check_strength, match_histograms, preserve_color as _preserve_color
 from .runtime.tiling import run_network
-from .video import DEFAULT_FPS, is_frames_output, is_video
+from .runtime.video import DEFAULT_FPS, is_frames_output, is_video
 
 ImageLike = Union[np.ndarray, Image.Image, str, os.PathLike, Any]
 Progress = Union[bool, Callable[[int, int], None], None]
@@ -181,13 +181,13 @@ def _write_or_return(decoded: DecodedImage, y: np.ndarray, scale: int, output: s
 
 def _transform_video(src: Path, dst: Path, runner, post: Post, tile: int | None, crf: int | None, codec: str | None,
                      stable: bool, fps: float, max_size: int | None, progress: Progress) -> Path:
-    """Every frame of a clip through the runner and ``post``, in batches; see :mod:`fastpercept.video`.
+    """Every frame of a clip through the runner and ``post``, in batches; see :mod:`fastpercept.runtime.video`.
 
     ``stable``: frames calmed along their motion before the network and settled after it
-    (:class:`~fastpercept.temporal.StableFrames`) instead of standing alone.
+    (:class:`~fastpercept.runtime.temporal.StableFrames`) instead of standing alone.
     """
-    from .temporal import StableFrames
-    from .video import DEFAULT_CRF, transform_video
+    from .runtime.temporal import StableFrames
+    from .runtime.video import DEFAULT_CRF, transform_video
 
     stable_frames = StableFrames() if stable else None
 
@@ -232,7 +232,7 @@ def stylize(image: ImageLike, model: str | os.PathLike | LoadedModel | None = No
             ``fps``), and ``output`` a folder (no suffix, or ending in "/"): the frames are
             written there as PNG files ``000001.png``, ... (without audio).
         stable: for a video, calm the frames along their motion before the network and settle
-            the outputs after it (no flicker; :class:`~fastpercept.temporal.StableFrames`);
+            the outputs after it (no flicker; :class:`~fastpercept.runtime.temporal.StableFrames`);
             False stylizes each frame on its own.
         progress: for a clip, ``True`` draws a progress bar on stderr; a callable gets
             ``(frames done, frames in all)`` (0 where the container does not say).

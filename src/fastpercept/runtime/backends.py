@@ -244,7 +244,7 @@ def resolve_precision(name: str, device: str, backend: str) -> str:
     if name not in PRECISIONS:
         raise UserError(f"precision must be one of {', '.join(PRECISIONS)}, not {name!r}")
     if device == "cuda" or backend in ("torch", "compile"):
-        from ..device import resolve_precision as torch_precision
+        from .device import resolve_precision as torch_precision
 
         import torch
 

@@ -20,7 +20,7 @@ import time
 import numpy as np
 from PIL import Image
 
-from ..memory import MIN_SIDE, available_memory, pass_budget
+from .memory import MIN_SIDE, available_memory, pass_budget
 from .runner import Runner
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from ..device import autocast
+from .device import autocast
 from ..nets.blocks import TransformNet
 
 if TYPE_CHECKING:

@@ -9,7 +9,7 @@ the LR size and a sinc filter (ringing and overshoot), in random order with its 
 Conventions (kornia's): images are float tensors ``(N, 3, H, W)`` or ``(3, H, W)``, RGB in
 ``[0, 1]``; kernels are ``(k, k)`` float64 tensors. Every random choice is drawn from the
 ``numpy.random.Generator`` passed in, in a fixed order, so the same generator state gives the
-same LR bit for bit (in training, :class:`fastpercept.data.RandomCrops` seeds one generator per
+same LR bit for bit (in training, :class:`fastpercept.training.data.RandomCrops` seeds one generator per
 sample from ``(seed, sample index)``: resumed runs and loader workers see the same pairs).
 
 JPEG is real JPEG (Pillow's libjpeg, 4:2:0 chroma), not Real-ESRGAN's differentiable
@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .images import to_uint8
+from ..runtime.images import to_uint8
 from .resize import _mirror_index, imresize, mod_crop
 
 __all__ = ["DegradationConfig", "PIPELINE_NAME", "KERNEL_TYPES", "RESIZE_MODES", "gaussian_kernel",
@@ -357,7 +357,7 @@ def degrade_jpeg(hr: torch.Tensor, scale: int, quality: int) -> torch.Tensor:
     """The fixed evaluation degradation: the benchmark's bicubic LR, then JPEG at ``quality``.
 
     ``hr`` ((3, H, W) or (N, 3, H, W), [0, 1]) is quantized to 8 bits, mod-cropped and shrunk by
-    MATLAB's bicubic in 8-bit arithmetic (exactly :func:`fastpercept.eval_sr.make_lr`, which
+    MATLAB's bicubic in 8-bit arithmetic (exactly :func:`fastpercept.training.eval_sr.make_lr`, which
     reproduces the ``LR_x4`` files), then encoded and decoded as JPEG. Returns
     (..., 3, H // scale, W // scale) float32 on 8-bit levels. With an LR file at hand,
     ``jpeg(lr, quality)`` is the same.

@@ -46,7 +46,7 @@ class VGG16Features(nn.Module):
     activation, shape (N, C_j, H_j, W_j).
 
     Args:
-        weights: resolved weights; ``None`` resolves them (:func:`~fastpercept.weights.resolve_vgg16`;
+        weights: resolved weights; ``None`` resolves them (:func:`~fastpercept.training.weights.resolve_vgg16`;
             no random fallback).
     """
 

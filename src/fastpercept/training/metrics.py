@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .images import to_uint8
+from ..runtime.images import to_uint8
 
 __all__ = ["rgb_to_y", "quantize", "psnr_y", "ssim_y", "Blob", "find_blobs", "count_blobs"]
 
@@ -66,7 +66,7 @@ def rgb_to_y(x: torch.Tensor) -> torch.Tensor:
 
 def quantize(x: torch.Tensor) -> torch.Tensor:
     """Clamp to ``[0, 1]`` and round to the nearest of the 256 8-bit levels, half up (what saving does:
-    :func:`fastpercept.images.to_uint8`)."""
+    :func:`fastpercept.runtime.images.to_uint8`)."""
     return to_uint8(x).to(x.dtype if x.is_floating_point() else torch.float32) / 255.0
 
 

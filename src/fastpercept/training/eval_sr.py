@@ -11,15 +11,15 @@ from typing import Any
 
 import torch
 
-from .batch import each_item
-from .device import resolve_device, resolve_precision
-from .errors import UserError
-from .images import load_image, to_uint8
-from .listing import list_images
-from .runtime.torch_runner import TorchRunner
-from .runtime.tiling import TimedNetwork
+from ..runtime.batch import each_item
+from ..runtime.device import resolve_device, resolve_precision
+from ..errors import UserError
+from ..runtime.images import load_image, to_uint8
+from ..runtime.listing import list_images
+from ..runtime.torch_runner import TorchRunner
+from ..runtime.tiling import TimedNetwork
 from .metrics import psnr_y, quantize, ssim_y
-from .models import LoadedModel, load_model, resolve_model_path
+from ..models import LoadedModel, load_model, resolve_model_path
 from .resize import imresize, mod_crop
 
 SR_METRICS = ("psnr", "ssim", "lpips")
@@ -47,11 +47,11 @@ def score_sr(sr: torch.Tensor, hr: torch.Tensor, scale: int, lpips: torch.nn.Mod
     """PSNR, SSIM and LPIPS of one super-resolved image against its HR image.
 
     Args:
-        sr: (1, 3, H, W) in [0, 1]; quantized to 8 bits here (:func:`fastpercept.metrics.quantize`),
+        sr: (1, 3, H, W) in [0, 1]; quantized to 8 bits here (:func:`fastpercept.training.metrics.quantize`),
             as the saved output would be.
         hr: (1, 3, H, W) in [0, 1] on 8-bit levels, already mod-cropped (same size as ``sr``).
         scale: the SR factor; also the border cropped before PSNR and SSIM.
-        lpips: an :class:`fastpercept.lpips.LPIPS` metric (on ``hr``'s device).
+        lpips: an :class:`fastpercept.training.lpips.LPIPS` metric (on ``hr``'s device).
     Returns:
         ``{"psnr": dB on Y (inf when identical), "ssim": on Y, "lpips": on RGB, whole image}``.
     """
@@ -125,7 +125,7 @@ def load_sr_pair(hr_path: Path, lr_path: Path | None, scale: int, degradation: s
     hr: (1, 3, H, W) on 8-bit levels, mod-cropped to a multiple of ``scale``. lr: the LR file,
     or (``lr_path`` None) made from the 8-bit HR with MATLAB bicubic (:func:`make_lr`); then, with
     ``jpeg_quality``, JPEG-compressed at that quality. With ``degradation="real"`` the LR is made
-    from HR by the training pipeline (:func:`fastpercept.degradation.degrade_real`) with a
+    from HR by the training pipeline (:func:`fastpercept.training.degradation.degrade_real`) with a
     generator of ``(seed, HR file name)`` alone, so anyone reproduces it (the LR file is unused).
     Raises UserError (one line) for an unreadable file or an HR image too small to measure.
     """

@@ -20,9 +20,9 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from .degradation import DegradationConfig, degrade_real
-from .errors import UserError
-from .images import load_image, to_uint8
-from .listing import list_images
+from ..errors import UserError
+from ..runtime.images import load_image, to_uint8
+from ..runtime.listing import list_images
 from .resize import degrade
 
 log = logging.getLogger(__name__)
@@ -180,10 +180,10 @@ class SRPair:
 
     hr: a random ``patch_size`` crop (no resizing: that would destroy the detail SR learns),
     under one of the 8 flips/rotations. lr, with ``degradation`` None (clean):
-    :func:`fastpercept.resize.degrade` of it — Gaussian blur ``blur_sigma`` (0: none), then
+    :func:`fastpercept.training.resize.degrade` of it — Gaussian blur ``blur_sigma`` (0: none), then
     MATLAB-compatible bicubic by ``1/scale``. With a
-    :class:`~fastpercept.degradation.DegradationConfig`: Real-ESRGAN's high-order degradation
-    (:func:`~fastpercept.degradation.degrade_real`) of a crop up to :data:`REAL_MARGIN` larger on
+    :class:`~fastpercept.training.degradation.DegradationConfig`: Real-ESRGAN's high-order degradation
+    (:func:`~fastpercept.training.degradation.degrade_real`) of a crop up to :data:`REAL_MARGIN` larger on
     every side, cut to the patch afterwards (``blur_sigma`` unused). Both quantized to 8 bits.
     Shapes (3, p/scale, p/scale) and (3, p, p), float32 in [0, 1].
 

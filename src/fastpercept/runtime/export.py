@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_write
-from .errors import UserError
+from ..atomic import atomic_write
+from ..errors import UserError
 
 FORMATS = {"onnx": ".onnx", "openvino": ".xml"}
 
@@ -43,8 +43,8 @@ def export_model(model: str | os.PathLike, fmt: str, output: str | os.PathLike) 
     The comparison runs both on a fixed odd-sized image in fp32.
     """
     from .listing import refuse_overwriting_inputs
-    from .models import load_model, resolve_model_path
-    from .runtime.backends import backend_available, compile_onnxruntime, compile_openvino
+    from ..models import load_model, resolve_model_path
+    from .backends import backend_available, compile_onnxruntime, compile_openvino
 
     if fmt not in FORMATS:
         raise UserError(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")

@@ -1,6 +1,6 @@
 """Reading and writing image files, with every bad-input problem turned into a UserError.
 
-(Finding the inputs of a batch and planning its outputs is :mod:`fastpercept.listing`.)
+(Finding the inputs of a batch and planning its outputs is :mod:`fastpercept.runtime.listing`.)
 
 Tensors here follow one convention: RGB float32 in [0, 1], shape (1, 3, H, W); an optional
 alpha channel is float32 in [0, 1], shape (1, 1, H, W) and is *straight* (not premultiplied).
@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .atomic import atomic_write
-from .errors import UserError
+from ..atomic import atomic_write
+from ..errors import UserError
 from .memory import available_memory, image_pipeline_bytes
 
 if TYPE_CHECKING:  # imported where tensors are made: decoding and writing arrays run without PyTorch

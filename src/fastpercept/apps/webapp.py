@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from .errors import Interrupted, UserError
-from .models import DEFAULT_STYLE, load_model, read_card, shipped_dir
+from ..errors import Interrupted, UserError
+from ..models import DEFAULT_STYLE, load_model, read_card, shipped_dir
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +162,7 @@ class Handlers:
     def stylize(self, image: str | None, style: str, strength: float = 1.0, preserve_color: bool = False,
                 max_size: float | None = DEFAULT_MAX_SIZE) -> tuple[tuple[str, str], str]:
         """``((input, output), output)``: the pair for the before/after slider and the file to download."""
-        from .api import stylize
+        from ..api import stylize
 
         src = self._input(image)
         model = self._model(self.catalogue.styles, style, "style")
@@ -183,9 +183,9 @@ class Handlers:
         """
         from PIL import Image
 
-        from .api import upscale
-        from .architectures import arch_config
-        from .images import decode_image, to_pil, write_image
+        from ..api import upscale
+        from ..architectures import arch_config
+        from ..runtime.images import decode_image, to_pil, write_image
 
         src = self._input(image)
         path = self._model(self.catalogue.sr, model, "model")
@@ -209,7 +209,7 @@ class Handlers:
         ``max_size``): its path. ``progress(done, total)`` follows the frames (total from the
         container's metadata; 0 where it does not say); it may raise :class:`JobCancelled` to stop
         the job (no output is left)."""
-        from .api import stylize
+        from ..api import stylize
 
         src = self._input(video, "a video")
         model = self._model(self.catalogue.styles, style, "style")
@@ -224,7 +224,7 @@ class Handlers:
         A style whose thumbnail cannot be made (a model that loads but does not run) is skipped
         with a warning line and leaves the catalogue: the server serves the rest.
         """
-        from .api import stylize
+        from ..api import stylize
 
         example = shipped_dir().parent / "example.jpg"
         shots = []

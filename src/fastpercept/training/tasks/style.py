@@ -12,9 +12,9 @@ import torch
 from torch import nn
 
 from ..data import RandomCrops, scan_image_files
-from ..errors import UserError
+from ...errors import UserError
 from ..losses import STYLE_SIZE, ObjectiveWeights, StyleObjective
-from ..nets.style import StyleNet, StyleNetConfig
+from ...nets.style import StyleNet, StyleNetConfig
 from ..train import (RunConfig, TrainingSetup, dataset_record, file_digest, initial_model, resumable,
                      source_reference)
 from . import Task
@@ -96,7 +96,7 @@ def objective_card(cfg: StyleTrainingConfig, weights: ResolvedWeights, dataset: 
 
 def setup(cfg: StyleConfig) -> TrainingSetup:
     """One style's training run: :class:`StyleNet` under the paper's objective."""
-    from ..images import load_image
+    from ...runtime.images import load_image
 
     if not cfg.style_image:
         raise UserError("--style-image is required")
@@ -124,7 +124,7 @@ def setup(cfg: StyleConfig) -> TrainingSetup:
 
 def add_training_arguments(p: argparse.ArgumentParser) -> None:
     """The flags of every style run: crop size, the objective (shared with ``optimize``), architecture."""
-    from ..cli_args import add_objective, positive
+    from ...apps.cli_args import add_objective, positive
 
     p.add_argument("--image-size", type=positive, default=None,
                    help=f"training crop side (px; default {StyleConfig.image_size})")

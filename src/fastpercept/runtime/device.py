@@ -1,4 +1,5 @@
-"""Choosing the device and numeric precision: bf16 where the hardware runs it fast, else fp32."""
+"""The PyTorch device and numeric precision (the torch backends and training): bf16 where the
+hardware runs it fast, else fp32."""
 
 from __future__ import annotations
 
@@ -7,17 +8,14 @@ import time
 
 import torch
 
-from .errors import UserError
+from ..errors import UserError
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA device is available")
-    if name not in ("cpu", "cuda"):
-        raise UserError(f"--device must be auto, cpu or cuda, not {name!r}")
-    return torch.device(name)
+    """:func:`fastpercept.runtime.backends.resolve_device` as a ``torch.device``."""
+    from .backends import resolve_device as resolve_device_name
+
+    return torch.device(resolve_device_name(str(name)))
 
 
 def cpu_has_fast_bf16() -> bool:
@@ -37,9 +35,9 @@ def resolve_precision(name: str, device: torch.device) -> str:
             return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
         return "bf16" if cpu_has_fast_bf16() else "fp32"
     if name not in ("fp32", "bf16", "fp16"):
-        raise UserError(f"--precision must be auto, fp32, bf16 or fp16, not {name!r}")
+        raise UserError(f"precision must be auto, fp32, bf16 or fp16, not {name!r}")
     if name == "fp16" and device.type == "cpu":
-        raise UserError("--precision fp16 needs a CUDA device; use bf16 or fp32 on the CPU")
+        raise UserError("precision fp16 needs a CUDA device; use bf16 or fp32 on the CPU")
     return name
 
 

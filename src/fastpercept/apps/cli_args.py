@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from .runtime.backends import BACKEND_NAMES, DEVICES, PRECISIONS
+from ..runtime.backends import BACKEND_NAMES, DEVICES, PRECISIONS
 
 VGG_HELP = "VGG-16 weights file (default: found as `fastpercept weights` shows)"
 
@@ -58,7 +58,7 @@ def add_backend(p: argparse.ArgumentParser, help: str) -> None:
 # Training and objective flags default to None: the library's dataclasses (RunConfig,
 # each task's config, ObjectiveWeights) hold each default once; `_config` fills them in.
 def add_objective(p: argparse.ArgumentParser) -> None:
-    from .losses import STYLE_SIZE, ObjectiveWeights as W
+    from ..training.losses import STYLE_SIZE, ObjectiveWeights as W
 
     p.add_argument("--content-weight", type=float, default=None, help=f"default {W.content_weight}")
     p.add_argument("--style-weight", type=float, default=None, help=f"default {W.style_weight}")

@@ -4,14 +4,14 @@ For every content image the model's output is scored with the very objective the
 trained on (rebuilt from its card: weights, layers, style image and its size), and optionally
 compared with L-BFGS optimization from noise on the same objective (Johnson et al. 2016,
 Figure 5), recording the objective reached after each requested iteration count of one run.
-The network's output is also checked for blobs (:func:`fastpercept.metrics.find_blobs`: smooth
+The network's output is also checked for blobs (:func:`fastpercept.training.metrics.find_blobs`: smooth
 near-white or near-black spots the photo does not have), counted per image.
 
 Content images are loaded whole, downscaled so the longest side is at most ``size`` (Lanczos,
 aspect ratio kept, never upscaled) — the same loading as ``stylize --max-size``: the objective
 is defined on any size and the network and the optimization see the very same tensor. With
 ``crop`` each photo becomes its center ``size`` x ``size`` square instead, the shorter side
-resized to ``size`` as in style training (:func:`fastpercept.data.center_crop`): the paper's
+resized to ``size`` as in style training (:func:`fastpercept.training.data.center_crop`): the paper's
 Figure 5 used square images, and a whole photo reduced to a 256 px longest side shows its
 content at about 0.6x the scale a network trained on 256 px crops of the shorter side has seen.
 """
@@ -25,17 +25,17 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from .batch import each_item
+from ..runtime.batch import each_item
 from .data import center_crop
-from .device import resolve_device, resolve_precision
-from .errors import UserError
-from .images import load_image
-from .listing import list_images
-from .runtime.torch_runner import TorchRunner
-from .runtime.tiling import TimedNetwork
+from ..runtime.device import resolve_device, resolve_precision
+from ..errors import UserError
+from ..runtime.images import load_image
+from ..runtime.listing import list_images
+from ..runtime.torch_runner import TorchRunner
+from ..runtime.tiling import TimedNetwork
 from .losses import MIN_OBJECTIVE_SIZE, ObjectiveWeights, StyleObjective
 from .metrics import count_blobs
-from .models import load_model, resolve_model_path
+from ..models import load_model, resolve_model_path
 from .optimize import TERMS, optimize_image
 from .vgg import VGG16Features
 from .weights import resolve_vgg16
@@ -89,7 +89,7 @@ def _terms(objective: StyleObjective, image: torch.Tensor, content_feat: torch.T
 
 
 def _blobs(output: torch.Tensor, photo: torch.Tensor) -> int:
-    """Blobs of a network output (:func:`fastpercept.metrics.find_blobs`); both (1, 3, H, W) in [0, 1]."""
+    """Blobs of a network output (:func:`fastpercept.training.metrics.find_blobs`); both (1, 3, H, W) in [0, 1]."""
     def hwc(image: torch.Tensor) -> np.ndarray:
         return image[0].float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
     return count_blobs(hwc(output), hwc(photo))
@@ -126,7 +126,7 @@ def eval_style(
         size: longest side the photos are reduced to (px); never upscaled.
         vs_optimize: L-BFGS iteration counts, e.g. ``(50, 100, 300)``: one run per image from
             seeded noise (seed 0) to the largest, with the objective recorded at each.
-        vgg_weights: VGG-16 weights file (else resolved as :func:`fastpercept.weights.resolve_vgg16` says).
+        vgg_weights: VGG-16 weights file (else resolved as :func:`fastpercept.training.weights.resolve_vgg16` says).
         device, precision: where the network runs and its inference precision; the objective
             (VGG) and the optimization are always float32.
         style_image: the model's style image, when it is not found from its card's file name.

@@ -40,12 +40,12 @@ from typing import TYPE_CHECKING, Callable
 import torch
 from tqdm import tqdm
 
-from .device import wall_clock
-from .errors import UserError
+from ..runtime.device import wall_clock
+from ..errors import UserError
 from .losses import MIN_OBJECTIVE_SIZE, STYLE_SIZE, ObjectiveWeights, StyleObjective
 
 if TYPE_CHECKING:
-    from .images import LoadedImage
+    from ..runtime.images import LoadedImage
 
 TERMS = ("content", "style", "tv", "total")
 DEFAULT_ITERS = 500  # the longest run of the paper's Table 1
@@ -205,8 +205,8 @@ def optimize_files(content_path: str, style_path: str, iters: int = DEFAULT_ITER
     objective is the training objective with ``weights``. Returns the result (image (1, 3, H, W)
     in [0, 1], fp32) and the loaded content (for its alpha).
     """
-    from .device import resolve_device
-    from .images import load_image
+    from ..runtime.device import resolve_device
+    from ..runtime.images import load_image
     from .vgg import VGG16Features
     from .weights import resolve_vgg16
 

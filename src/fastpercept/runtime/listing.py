@@ -12,8 +12,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from .atomic import NAME_MAX
-from .errors import UserError
+from ..atomic import NAME_MAX
+from ..errors import UserError
 from .images import IMAGE_SUFFIXES, IMAGE_WRITE_FORMATS
 from .video import VIDEO_SUFFIXES, is_video
 

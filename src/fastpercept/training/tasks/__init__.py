@@ -19,10 +19,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..errors import UserError
+from ...errors import UserError
 
 if TYPE_CHECKING:
-    from ..nets.blocks import TransformNet
+    from ...nets.blocks import TransformNet
     from ..train import RunConfig, TrainingSetup
 
 
@@ -34,8 +34,8 @@ class Task:
     Attributes:
         name: the card's ``task`` value and the ``train NAME`` subcommand.
         summary: one line of help.
-        train_config: the :class:`~fastpercept.train.RunConfig` subclass of ``train NAME``.
-        setup: turns a ``train_config`` into the :class:`~fastpercept.train.TrainingSetup` of one run.
+        train_config: the :class:`~fastpercept.training.train.RunConfig` subclass of ``train NAME``.
+        setup: turns a ``train_config`` into the :class:`~fastpercept.training.train.TrainingSetup` of one run.
         add_arguments: adds the task's own flags to ``train NAME``'s parser.
         stage_keys: card keys of the task's hyperparameters that a fine-tuning stage may change
             (kept per stage in the card's history).
@@ -50,8 +50,8 @@ class Task:
 
     def build_net(self, card: Mapping[str, Any]) -> TransformNet:
         """An untrained PyTorch network with the architecture ``card`` describes."""
-        from ..architectures import arch_config
-        from ..nets import build_net
+        from ...architectures import arch_config
+        from ...nets import build_net
 
         return build_net(arch_config({**card, "task": self.name}))
 

@@ -1,7 +1,7 @@
 """The paper's loss functions (Johnson et al. 2016, section 3), each defined where it is written.
 
 All images are RGB in [0, 1], shape (N, 3, H, W); features are (N, C, H, W), the relu
-activations of the frozen ImageNet VGG-16 (:class:`~fastpercept.vgg.VGG16Features`, which
+activations of the frozen ImageNet VGG-16 (:class:`~fastpercept.training.vgg.VGG16Features`, which
 normalizes its input with the ImageNet mean and std). Each loss returns a scalar averaged over
 the batch. The style-transfer objective is
 ``content_weight * l_feat(content_layer) + style_weight * sum_j l_style(j) + tv_weight * l_tv``.
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from .errors import UserError
+from ..errors import UserError
 from .vgg import VGG16_LAYERS, VGG16Features
 
 

@@ -38,9 +38,9 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from .cache import cache_dir
-from .atomic import atomic_write
-from .errors import UserError
+from ..cache import cache_dir
+from ..atomic import atomic_write
+from ..errors import UserError
 
 VGG16_URL = "https://download.pytorch.org/models/vgg16-397923af.pth"
 VGG16_SHA256_PREFIX = "397923af"

@@ -15,10 +15,10 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
-from . import __version__
+from .. import __version__
 from .cli_args import (VGG_HELP, OneLineParser, add_backend, add_objective, add_runtime, add_training,
                        ints as _ints, positive, unit as _unit)
-from .errors import Interrupted, UserError, as_flags
+from ..errors import Interrupted, UserError, as_flags
 
 log = logging.getLogger("fastpercept")
 
@@ -58,9 +58,9 @@ _HEAVY_COMMANDS = {"train": "train a model of one of the tasks",
 
 def _add_heavy_commands(sub) -> None:
     """``train``, ``optimize`` and ``eval`` with all their flags."""
-    from .optimize import DEFAULT_ITERS, DEFAULT_SIZE
-    from .tasks import get_task, task_names
-    from .tasks.sr import SR_SCALES
+    from ..training.optimize import DEFAULT_ITERS, DEFAULT_SIZE
+    from ..training.tasks import get_task, task_names
+    from ..training.tasks.sr import SR_SCALES
 
     train = sub.add_parser("train", help=_HEAVY_COMMANDS["train"])
     tsub = train.add_subparsers(dest="task", required=True)
@@ -214,7 +214,7 @@ def _batch(pairs: Sequence[tuple[Path, Path]], work: Callable[[Path, Path], None
            failed: list[tuple[Path, str]]) -> int:
     """Run ``work`` on every (input, output) pair; report bad files and go on (``failed`` holds the
     inputs already refused while planning, reported there)."""
-    from .batch import each_item
+    from ..runtime.batch import each_item
 
     total = len(pairs) + len(failed)
     quiet = not sys.stderr.isatty() or total < 2
@@ -228,7 +228,7 @@ def _batch(pairs: Sequence[tuple[Path, Path]], work: Callable[[Path, Path], None
 def _planned(a: argparse.Namespace, suffix: str, default_ext: str | None = None
              ) -> tuple[list[tuple[Path, Path]], list[tuple[Path, str]]]:
     """``(pairs, failed)`` for stylize/upscale; planning problems are printed now, the batch goes on."""
-    from .listing import plan_outputs
+    from ..runtime.listing import plan_outputs
 
     failed: list[tuple[Path, str]] = []
     pairs = plan_outputs(a.inputs, a.output, suffix=suffix, default_ext=default_ext, failed=failed,
@@ -240,7 +240,7 @@ def _planned(a: argparse.Namespace, suffix: str, default_ext: str | None = None
 
 def _fps(a: argparse.Namespace) -> dict:
     """The ``fps=`` option of a clip from a folder of frames; UserError outside the rates we write."""
-    from .video import MAX_FPS, MIN_FPS
+    from ..runtime.video import MAX_FPS, MIN_FPS
 
     if a.fps is None:
         return {}
@@ -261,7 +261,7 @@ def _one_clip(a: argparse.Namespace, full: Callable[[Path, Path], object]) -> in
 
 
 def cmd_stylize(a: argparse.Namespace) -> int:
-    from .models import DEFAULT_STYLE, read_card, resolve_model_path
+    from ..models import DEFAULT_STYLE, read_card, resolve_model_path
 
     if a.style is not None and not a.style.strip():
         raise UserError("--style is empty; give a style name (see `fastpercept models`) or a model file")
@@ -274,7 +274,7 @@ def cmd_stylize(a: argparse.Namespace) -> int:
                         "`fastpercept models`")
 
     def full(s: Path, d: Path) -> object:
-        from .api import stylize
+        from ..api import stylize
 
         return stylize(s, style, strength=a.strength, preserve_color=a.preserve_color, tile=a.tile,
                        max_size=a.max_size, device=a.device, precision=a.precision, output=d, backend=a.backend,
@@ -287,7 +287,7 @@ def cmd_stylize(a: argparse.Namespace) -> int:
 
 
 def cmd_upscale(a: argparse.Namespace) -> int:
-    from .models import read_card, resolve_model_path
+    from ..models import read_card, resolve_model_path
 
     _fps(a)
     task = read_card(resolve_model_path(a.model)).get("task")  # as for stylize: before the outputs are planned
@@ -296,7 +296,7 @@ def cmd_upscale(a: argparse.Namespace) -> int:
                         "or see `fastpercept models`")
 
     def full(s: Path, d: Path) -> object:
-        from .api import upscale
+        from ..api import upscale
 
         return upscale(s, a.model, denoise=a.denoise, match_colors=a.match_colors, tile=a.tile, max_size=a.max_size,
                        device=a.device, precision=a.precision, output=d, backend=a.backend, crf=a.crf, codec=a.codec,
@@ -338,8 +338,8 @@ def cmd_serve(a: argparse.Namespace) -> int:
 
 
 def cmd_models(a: argparse.Namespace) -> int:
-    from .architectures import architecture
-    from .models import shipped_models
+    from ..architectures import architecture
+    from ..models import shipped_models
 
     models = shipped_models()
     if a.json:
@@ -355,7 +355,7 @@ def cmd_models(a: argparse.Namespace) -> int:
 
 
 def cmd_export(a: argparse.Namespace) -> int:
-    from .export import export_model
+    from ..runtime.export import export_model
 
     path, diff = export_model(a.model, a.format, a.output)
     print(f"max |{a.format} - pytorch| = {diff:.3g} (fp32, a 93x67 test image)", file=sys.stderr)
@@ -364,8 +364,8 @@ def cmd_export(a: argparse.Namespace) -> int:
 
 
 def cmd_info(a: argparse.Namespace) -> int:
-    from .architectures import arch_config
-    from .models import read_card, resolve_model_path
+    from ..architectures import arch_config
+    from ..models import read_card, resolve_model_path
 
     path = resolve_model_path(a.model)
     card = read_card(path)
@@ -382,7 +382,10 @@ def cmd_info(a: argparse.Namespace) -> int:
 
 
 def cmd_weights(a: argparse.Namespace) -> int:
-    from .weights import resolve_lpips, resolve_vgg16
+    from ..models import require_torch
+
+    require_torch("`weights` (the loss networks of training and evaluation)")
+    from ..training.weights import resolve_lpips, resolve_vgg16
 
     vgg = resolve_vgg16(a.vgg_weights)
     _, _, lpips_path = resolve_lpips("alex")
@@ -398,10 +401,10 @@ def cmd_weights(a: argparse.Namespace) -> int:
 
 def cmd_optimize(a: argparse.Namespace) -> int:
     """The Gatys et al. baseline: optimize one image on the training objective, write it."""
-    from .images import save_image
-    from .listing import check_image_output, refuse_overwriting_inputs
-    from .losses import STYLE_SIZE, ObjectiveWeights
-    from .optimize import optimize_files
+    from ..runtime.images import save_image
+    from ..runtime.listing import check_image_output, refuse_overwriting_inputs
+    from ..training.losses import STYLE_SIZE, ObjectiveWeights
+    from ..training.optimize import optimize_files
 
     out = Path(a.output)
     # Checked before the (long) optimization rather than by save_image after it.
@@ -444,7 +447,7 @@ def _exit_after_skips(result: dict, what: str) -> int:
 
 
 def cmd_eval_sr(a: argparse.Namespace) -> int:
-    from .eval_sr import eval_sr, format_sr_table
+    from ..training.eval_sr import eval_sr, format_sr_table
 
     result = eval_sr(a.model, a.data, scale=a.scale, tile=a.tile, device=a.device, precision=a.precision,
                      lpips_net=a.lpips_net, degradation=a.degradation, jpeg_quality=a.jpeg, seed=a.seed)
@@ -456,7 +459,7 @@ def cmd_eval_sr(a: argparse.Namespace) -> int:
 
 
 def cmd_eval_style(a: argparse.Namespace) -> int:
-    from .eval_style import eval_style, format_style_table
+    from ..training.eval_style import eval_style, format_style_table
 
     result = eval_style(a.model, a.content, size=a.size, vs_optimize=a.vs_optimize, vgg_weights=a.vgg_weights,
                         device=a.device, precision=a.precision, style_image=a.style_image, crop=a.crop)

@@ -3,7 +3,7 @@
 A re-implementation of the reference ``lpips`` package's ``LPIPS(net=..., version="0.1")``
 without torchvision: the same backbone layouts (torchvision's ``alexnet().features`` and
 ``vgg16().features``), taps, normalization and linear layers, so the official weights load
-unchanged (they come from :func:`fastpercept.weights.resolve_lpips`). The per-image distance is
+unchanged (they come from :func:`fastpercept.training.weights.resolve_lpips`). The per-image distance is
 
     d(a, b) = sum_l mean_hw( w_l . (n_l(a) - n_l(b))^2 )
 

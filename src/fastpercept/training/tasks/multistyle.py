@@ -13,9 +13,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data import RandomCrops, RoundRobinLabels
-from ..errors import UserError
+from ...errors import UserError
 from ..losses import StyleObjective, check_weight
-from ..nets.multistyle import MultiStyleNet, MultiStyleNetConfig
+from ...nets.multistyle import MultiStyleNet, MultiStyleNetConfig
 from ..train import TrainingSetup, dataset_record, file_digest, initial_model, resumable
 from . import Task
 from .style import StyleTrainingConfig, add_training_arguments, loss_network, objective_card
@@ -57,7 +57,7 @@ class MultiStyleConfig(StyleTrainingConfig):
 
 def setup(cfg: MultiStyleConfig) -> TrainingSetup:
     """A multi-style run: step ``t`` trains style ``t % S`` (one style per batch) with its objective."""
-    from ..images import load_image
+    from ...runtime.images import load_image
 
     vgg, weights, files = loss_network(cfg)
     objectives = [StyleObjective(vgg, load_image(path, max_size=cfg.style_size).rgb,
@@ -91,7 +91,7 @@ def setup(cfg: MultiStyleConfig) -> TrainingSetup:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """``train multistyle``'s own flags."""
-    from ..cli_args import csv as _csv
+    from ...apps.cli_args import csv as _csv
 
     p.add_argument("--style-images", type=_csv, required=True,
                    help="the styles to learn, comma-separated image files (each style is named by its file)")

@@ -1,4 +1,4 @@
-"""Training: one loop for every task (each task, in :mod:`fastpercept.tasks`, sets up its runs).
+"""Training: one loop for every task (each task, in :mod:`fastpercept.training.tasks`, sets up its runs).
 
 The loop owns what all tasks share: Adam, mixed precision, channels_last, reproducible data
 order, atomic checkpoints every N steps with exact ``--resume``, a CSV log of every loss term,
@@ -29,13 +29,13 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from . import __version__
+from .. import __version__
 from .checkpoint import FolderLock, load_latest_checkpoint, restore, save_checkpoint
 from .data import SampleRange
-from .device import autocast, compute_dtype, resolve_device, resolve_precision
-from .errors import Interrupted, UserError
-from .listing import refuse_overwriting_inputs
-from .models import LoadedModel, load_model, save_model
+from ..runtime.device import autocast, compute_dtype, resolve_device, resolve_precision
+from ..errors import Interrupted, UserError
+from ..runtime.listing import refuse_overwriting_inputs
+from ..models import LoadedModel, load_model, save_model
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ class RunConfig:
         ``init_from`` is resolved as loading resolves it: ``--init-from mosaic`` is the shipped
         mosaic's file, whatever the text says.
         """
-        from .models import resolve_model_path
+        from ..models import resolve_model_path
 
         files = [resolve_model_path(self.init_from)] if self.init_from else []
         if self.vgg_weights and Path(self.vgg_weights).is_file():
@@ -141,7 +141,7 @@ class RunConfig:
 def _refuse_shipped_folder(path: Path, message: str) -> None:
     """UserError if ``path`` (links resolved) lies in the installed package's model folder: the
     shipped models are the package's, and a training run must never replace or add to them."""
-    from . import models  # looked up at call time: tests point shipped_dir at a copy
+    from .. import models  # looked up at call time: tests point shipped_dir at a copy
 
     if path.resolve().is_relative_to(models.shipped_dir().resolve()):
         raise UserError(message)
@@ -460,7 +460,7 @@ def source_reference(init_from: str | None) -> dict[str, str | None]:
     name and the sha256 of its bytes (never a path of the training machine)."""
     if not init_from:
         return {"init_from": None}
-    from .models import resolve_model_path, shipped_dir
+    from ..models import resolve_model_path, shipped_dir
 
     path = resolve_model_path(init_from)
     if path.parent == shipped_dir():

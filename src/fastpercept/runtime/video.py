@@ -10,7 +10,7 @@ concealed (the previous frame repeated, with a warning), frames of another size 
 scaled to the first frame's size, and odd sizes are padded by one edge pixel where the encoder
 needs even ones. The output is written to a temporary file and renamed: it is complete or
 absent, also after Ctrl-C. A clip may also be a folder of frames, in or out. (Temporal
-stability is the caller's: see :mod:`fastpercept.temporal`.)
+stability is the caller's: see :mod:`fastpercept.runtime.temporal`.)
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_folder, atomic_write
-from .errors import UserError
+from ..atomic import atomic_folder, atomic_write
+from ..errors import UserError
 from .images import to_uint8
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from typing import TypeVar
 
 from tqdm import tqdm
 
-from .errors import UserError, as_flags
+from ..errors import UserError, as_flags
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")

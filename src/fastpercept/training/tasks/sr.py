@@ -14,10 +14,10 @@ from torch import nn
 
 from ..data import RandomCrops, SRPair, scan_image_files
 from ..degradation import PIPELINE_NAME, DegradationConfig
-from ..errors import UserError
+from ...errors import UserError
 from ..losses import (ObjectiveWeights, check_layers, check_weight, feature_reconstruction_loss, pixel_loss,
                       total_variation_loss)
-from ..nets.sr import SRNet, SRNetConfig
+from ...nets.sr import SRNet, SRNetConfig
 from ..train import RunConfig, TrainingSetup, dataset_record, initial_model, source_reference
 from . import Task
 
@@ -131,7 +131,7 @@ def setup(cfg: SRConfig) -> TrainingSetup:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """``train sr``'s own flags."""
-    from ..cli_args import VGG_HELP, positive
+    from ...apps.cli_args import VGG_HELP, positive
 
     p.add_argument("--scale", type=int, required=True, choices=list(SR_SCALES))
     p.add_argument("--loss", required=True, choices=list(SR_LOSSES),

@@ -18,7 +18,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from .atomic import atomic_write
+from ..atomic import atomic_write
 
 log = logging.getLogger(__name__)
 _NAME = re.compile(r"^step-(\d{8})\.safetensors$")
@@ -44,7 +44,7 @@ class FolderLock:
             fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             self._file.close()
-            from .errors import UserError
+            from ..errors import UserError
 
             raise UserError(f"{self.path.parent}: another training run is using this checkpoint folder") from None
         return self

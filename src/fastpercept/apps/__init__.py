@@ -1,0 +1,1 @@
+"""The command line and the web app: thin layers over the library."""

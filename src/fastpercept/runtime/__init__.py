@@ -1,0 +1,1 @@
+"""Running models, without PyTorch: backends and runners, tiling, colour, images, video, batches, export."""
