@@ -13,7 +13,11 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-RUN_DIR=${RUN_DIR:-$HOME/runs/x4-real}
+RUN_DIR=${RUN_DIR:-$HOME/runs/x4-real-px}
+# l_feat alone drifted (x4 fine-tuned 1,500 steps on these degradations: Set5's blacks lifted ~13
+# levels, a grid at the output's pixel pitch): a per-pixel term holds the levels. 500 x MSE is
+# about the size of l_feat at the start (MSE ~0.004-0.008, l_feat ~3-6); not yet tuned.
+PIXEL_WEIGHT=${PIXEL_WEIGHT:-500}
 ITERS=${ITERS:-3300}
 OUT=$RUN_DIR/x4-real.safetensors
 mkdir -p "$RUN_DIR"
@@ -25,12 +29,12 @@ fi
 
 NOTES="x4 fine-tuned on Real-ESRGAN's high-order degradation (--degradation real: DegradationConfig defaults, \
 Real-ESRGAN's x4plus config with the resize lower bounds raised for 96 px patches) for real JPEG, noisy, blurred \
-photos; x4's patch 96, batch 8, lr 1e-4, tv 1e-5; cosine schedule over ${ITERS} steps, ~2.5 h on one CPU core \
+photos; x4's patch 96, batch 8, lr 1e-4, tv 1e-5, plus ${PIXEL_WEIGHT} x the per-pixel MSE; cosine schedule over ${ITERS} steps, ~2.5 h on one CPU core \
 (scripts/train_x4_real.sh)."
 
 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 nohup nice -n 10 .venv/bin/fastpercept train sr \
     --data ../shared/data/train --scale 4 --loss feat --degradation real --init-from x4 \
-    --patch-size 96 --batch-size 8 --lr 1e-4 --lr-schedule cosine --tv-weight 1e-5 \
+    --patch-size 96 --batch-size 8 --lr 1e-4 --lr-schedule cosine --tv-weight 1e-5 --pixel-weight "$PIXEL_WEIGHT" \
     --iters "$ITERS" --checkpoint-every 100 --seed 0 --workers 0 \
     --notes "$NOTES" -o "$OUT" "${RESUME[@]}" >> "$RUN_DIR/train.log" 2>&1 &
 echo "pid $! log $RUN_DIR/train.log ${RESUME[*]:-(new run)}"

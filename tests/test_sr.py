@@ -428,6 +428,14 @@ def test_sr_resume_equals_uninterrupted_training(photos, tmp_path, loss):
     assert not torch.equal(init.state_dict()["tail.1.weight"], sa["tail.1.weight"])
 
 
+def test_feat_training_with_a_pixel_term_records_it_and_moves_differently(photos, tmp_path):
+    plain = SR_TASK.train(_sr_cfg(photos, tmp_path / "f.safetensors", loss="feat", iters=2))
+    mixed = SR_TASK.train(_sr_cfg(photos, tmp_path / "p.safetensors", loss="feat", iters=2, pixel_weight=1000.0))
+    assert mixed.card["pixel_weight"] == 1000.0 and "pixel" in mixed.card["final_losses"]
+    assert "pixel_weight" not in plain.card and "pixel" not in plain.card["final_losses"]
+    assert not torch.equal(plain.net.state_dict()["tail.1.weight"], mixed.net.state_dict()["tail.1.weight"])
+
+
 def test_sr_patch_not_a_multiple_of_the_scale(photos, tmp_path):
     with pytest.raises(UserError, match="--patch-size 30 is not a multiple of the scale 4"):
         SR_TASK.train(_sr_cfg(photos, tmp_path / "m.safetensors", patch_size=30))
