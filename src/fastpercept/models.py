@@ -210,6 +210,8 @@ class LoadedModel:
             import torch
 
             net = build_model(self.card)
+            # Not strict: batch norm's integer step counters are not among the (float) weights; every
+            # other tensor was checked against the card's network when the graph was built.
             net.load_state_dict({k: torch.from_numpy(v) for k, v in self.weights.items()}, strict=False)
             self._net = net.eval().to(self.device)
         return self._net
