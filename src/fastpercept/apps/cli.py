@@ -146,8 +146,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_stylize)
     _add_images(p)
     p.add_argument("--style", default=None,
-                   help="shipped style name or model file (default: mosaic); a multi-style model as MODEL@style "
-                        "or a blend MODEL@a:0.7,b:0.3")
+                   help="a style by name (a shipped model, else one in $FASTPERCEPT_MODELS; never a file or folder "
+                        "of that name here) or a model file (a path: ending in .safetensors or holding a /); default "
+                        "mosaic; a multi-style model as MODEL@style or a blend MODEL@a:0.7,b:0.3")
     p.add_argument("--strength", type=_unit, default=1.0, help="0 = input, 1 = full style")
     p.add_argument("--preserve-color", action="store_true", help="keep the input's colors")
     p.add_argument("--stable", action=argparse.BooleanOptionalAction, default=True,
@@ -157,7 +158,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p = sub.add_parser("upscale", help="super-resolve images x4 or x8")
     p.set_defaults(func=cmd_upscale)
     _add_images(p)
-    p.add_argument("--model", default="x4", help="shipped SR model name or model file (default: x4)")
+    p.add_argument("--model", default="x4", help="an SR model by name (shipped, else in $FASTPERCEPT_MODELS; never a "
+                                                 "file or folder of that name here) or a model file (a path: ending "
+                                                 "in .safetensors or holding a /); default x4")
     p.add_argument("--denoise", type=_unit, default=None, metavar="0..1",
                    help="for real photos (JPEG, noise, blur): 0 is the model, 1 its twin trained on real-photo "
                         "degradations (x4 -> x4-real), between a blend of their weights")
