@@ -286,7 +286,9 @@ def test_denoise_interpolates_a_model_and_its_real_photo_twin(tmp_path, monkeypa
     photo = np.asarray(Image.open(ASSETS / "example-lr.png").convert("RGB"))[:24, :32]
     assert np.array_equal(fastpercept.upscale(photo, "sr", denoise=0), fastpercept.upscale(photo, "sr"))
     assert np.array_equal(fastpercept.upscale(photo, "sr", denoise=1), fastpercept.upscale(photo, "sr-real"))
-    with pytest.raises(UserError, match="denoise needs the model mosaic-real"):
+    assert np.allclose(with_denoise("sr-real", 0.25).weights[key], 0.75 * base.weights[key] + 0.25 * real.weights[key])
+    assert np.allclose(with_denoise(tmp_path / "sr.safetensors", 0.5).weights[key], half.weights[key])  # a path
+    with pytest.raises(UserError, match="mosaic-real is not installed"):
         with_denoise("mosaic", 0.5)
     with pytest.raises(UserError, match="different networks"):
         interpolate_models(base, load_model("x8"), 0.5)

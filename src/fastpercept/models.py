@@ -321,17 +321,19 @@ def interpolate_models(a: LoadedModel, b: LoadedModel, t: float) -> LoadedModel:
 
 
 def with_denoise(model: str | os.PathLike, denoise: float) -> LoadedModel:
-    """``model`` interpolated toward its real-photo twin (``NAME-real``: x4 -> x4-real) by ``denoise``."""
-    base = load_model(model)
-    twin = base.name.removesuffix(DENOISE_SUFFIX) + DENOISE_SUFFIX
-    if base.name.endswith(DENOISE_SUFFIX):
-        base, twin = load_model(base.name.removesuffix(DENOISE_SUFFIX)), base.name
-    try:
-        real = load_model(twin)
-    except UserError:
-        raise UserError(f"{base.name}: denoise needs the model {twin} (trained on real-photo degradations), "
-                        "which is not installed") from None
-    return interpolate_models(base, real, denoise)
+    """A model and its real-photo twin interpolated by ``denoise`` (0: the model, 1: the twin).
+
+    ``model`` names either of the pair ``NAME`` / ``NAME-real`` (x4 and x4-real); the other one is
+    the file of that name beside it (shipped models, a user's folder, or a model file's folder).
+    """
+    path = resolve_model_path(model)
+    stem = path.stem.removesuffix(DENOISE_SUFFIX)
+    base_path, twin_path = path.with_name(stem + MODEL_SUFFIX), path.with_name(stem + DENOISE_SUFFIX + MODEL_SUFFIX)
+    missing = next((p for p in (base_path, twin_path) if not p.is_file()), None)
+    if missing is not None:
+        raise UserError(f"{stem}: denoise needs the models {stem} and {stem}{DENOISE_SUFFIX} (trained on real-photo "
+                        f"degradations) side by side; {missing.stem} is not installed")
+    return interpolate_models(load_model(base_path), load_model(twin_path), denoise)
 
 
 def _chosen_style(weights: dict[str, np.ndarray], card: dict[str, Any], path: Path,
