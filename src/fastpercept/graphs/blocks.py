@@ -51,7 +51,7 @@ class GraphBuilder:
         self.initializers: list[bytes] = []
         self.inputs = [onnx_proto.make_tensor_value_info("image", onnx_proto.FLOAT, ["batch", 3, "height", "width"])]
         self.outputs: list[bytes] = []
-        self.norm_layers = 0
+        self.norm_layers = 0  # instance-norm layers built so far: the index of the next one's statistics
         self._names = 0
         self._used: set[str] = set()
         self._channels: dict[str, int] = {"image": 3}  # channels of each 4-D value, where known
@@ -93,9 +93,6 @@ class GraphBuilder:
 
     def channels(self, x: str) -> int:
         return self._channels[x]
-
-    def has(self, key: str) -> bool:
-        return key in self.weights
 
     # ---------------------------------------------------------------------------------- layers
 
