@@ -330,3 +330,12 @@ def test_blend_weights_that_overflow_are_refused_not_grey():
     with pytest.raises(UserError, match="finite number above 0"):
         parse_blend("a:1e308,b:1e308", ["a", "b"])
     assert parse_blend("a:3,b:1", ["a", "b"]) == {"a": 0.75, "b": 0.25}
+
+
+def test_one_runner_per_resolved_backend_device_and_precision():
+    """`auto` and the backend it resolves to share one runner (one compiled graph), not two."""
+    from fastpercept.runtime.backends import resolve_runtime
+
+    model = load_model("mosaic-half")
+    backend, device, precision = resolve_runtime()
+    assert model.runner() is model.runner(backend, device, precision) is model.runner("auto", "auto", "auto")

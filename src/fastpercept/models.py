@@ -228,13 +228,14 @@ class LoadedModel:
 
     def runner(self, backend: str = "auto", device: str | None = None, precision: str = "auto"):
         """The model's :class:`~fastpercept.runtime.backends.Runner` on ``backend`` (made once per
-        backend, device and precision; safe to share between threads)."""
-        from .runtime.backends import make_runner
+        backend, device and precision as resolved — ``auto`` and ``openvino`` on the same CPU share
+        one compiled graph; safe to share between threads)."""
+        from .runtime.backends import BACKENDS, resolve_runtime
 
-        key = (backend, device or self.device, precision)
+        key = resolve_runtime(backend, device or self.device, precision)
         with self._lock:
             if key not in self._runners:
-                self._runners[key] = make_runner(self, *key)
+                self._runners[key] = BACKENDS[key[0]].runner(self, key[1], key[2])
             return self._runners[key]
 
     def __call__(self, x):

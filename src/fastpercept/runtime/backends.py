@@ -256,8 +256,8 @@ def resolve_precision(name: str, device: str, backend: str) -> str:
     return name
 
 
-def make_runner(model: RunnableModel, backend: str = "auto", device: str = "auto", precision: str = "auto") -> Runner:
-    """The :class:`Runner` of ``model`` on ``backend`` (a name of :data:`BACKEND_NAMES`).
+def resolve_runtime(backend: str = "auto", device: str = "auto", precision: str = "auto") -> tuple[str, str, str]:
+    """``(backend, device, precision)`` with every ``auto`` decided: what a runner is made for.
 
     Raises :class:`UserError` for an unknown backend, device or precision, a backend that is not
     installed (naming the extra) or one that does not run on the device.
@@ -273,4 +273,11 @@ def make_runner(model: RunnableModel, backend: str = "auto", device: str = "auto
     if dev not in spec.devices:
         raise UserError(f"backend {backend} runs on the {' or '.join(spec.devices)}, not {dev}; "
                         "use the torch backend there")
-    return spec.runner(model, dev, resolve_precision(precision, dev, backend))
+    return backend, dev, resolve_precision(precision, dev, backend)
+
+
+def make_runner(model: RunnableModel, backend: str = "auto", device: str = "auto", precision: str = "auto") -> Runner:
+    """The :class:`Runner` of ``model`` on ``backend`` (a name of :data:`BACKEND_NAMES`; see
+    :func:`resolve_runtime` for what is refused)."""
+    backend, device, precision = resolve_runtime(backend, device, precision)
+    return BACKENDS[backend].runner(model, device, precision)
