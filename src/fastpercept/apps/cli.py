@@ -439,6 +439,15 @@ def _finite_json(doc):
     return doc
 
 
+def _report(a: argparse.Namespace, result: dict, table: Callable[[dict], str], what: str) -> int:
+    """An evaluation's result as strict JSON (``--json``) or its table; exit 2 after unreadable inputs."""
+    if a.json:
+        _print_json(_finite_json(result))
+    else:
+        print(table(result))
+    return _exit_after_skips(result, what)
+
+
 def _exit_after_skips(result: dict, what: str) -> int:
     """Exit 2 after reporting unreadable inputs: a batch goes on past bad files, then says so."""
     skipped = result["skipped"]
@@ -454,11 +463,7 @@ def cmd_eval_sr(a: argparse.Namespace) -> int:
 
     result = eval_sr(a.model, a.data, scale=a.scale, tile=a.tile, device=a.device, precision=a.precision,
                      lpips_net=a.lpips_net, degradation=a.degradation, jpeg_quality=a.jpeg, seed=a.seed)
-    if a.json:
-        _print_json(_finite_json(result))
-    else:
-        print(format_sr_table(result))
-    return _exit_after_skips(result, "image pair(s)")
+    return _report(a, result, format_sr_table, "image pair(s)")
 
 
 def cmd_eval_style(a: argparse.Namespace) -> int:
@@ -466,11 +471,7 @@ def cmd_eval_style(a: argparse.Namespace) -> int:
 
     result = eval_style(a.model, a.content, size=a.size, vs_optimize=a.vs_optimize, vgg_weights=a.vgg_weights,
                         device=a.device, precision=a.precision, style_image=a.style_image, crop=a.crop)
-    if a.json:
-        _print_json(_finite_json(result))
-    else:
-        print(format_style_table(result))
-    return _exit_after_skips(result, "content image(s)")
+    return _report(a, result, format_style_table, "content image(s)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

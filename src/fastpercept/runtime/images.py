@@ -268,7 +268,9 @@ class DecodedImage:
 
 
 def decode_pil(image: Image.Image, max_size: int | None = None, path: Path | None = None) -> DecodedImage:
-    """A decoded PIL image of any mode as arrays (see :func:`from_pil`)."""
+    """A decoded PIL image of any mode as arrays: rgb (3, H, W) float32 in [0, 1], alpha (1, H, W)
+    or None. With ``max_size`` the longest side is reduced to it (Lanczos, aspect ratio kept,
+    never enlarged)."""
     if max_size is not None and max_size < 1:
         raise UserError(f"max_size= must be at least 1 pixel, got {max_size}")
     size = target_size(image.width, image.height, max_size)
@@ -290,16 +292,6 @@ def decode_pil(image: Image.Image, max_size: int | None = None, path: Path | Non
     pixels = np.array(im, dtype=np.uint8).transpose(2, 0, 1).astype(np.float32) / np.float32(255.0)
     alpha = np.ascontiguousarray(pixels[3:4]) if im.mode == "RGBA" else None
     return DecodedImage(np.ascontiguousarray(pixels[:3]), alpha, path, source_mode, 8)
-
-
-def from_pil(image: Image.Image, max_size: int | None = None, path: Path | None = None) -> LoadedImage:
-    """Turn a decoded PIL image of any mode into a LoadedImage.
-
-    rgb becomes (1, 3, H, W) float32 in [0, 1]; alpha (1, 1, H, W) float32 in [0, 1] or None.
-    If max_size is given and the longest side is larger, the image is downscaled with Lanczos
-    (antialiased) keeping its aspect ratio; it is never upscaled.
-    """
-    return decode_pil(image, max_size, path).tensors()
 
 
 def decode_image(path: str | Path, max_size: int | None = None, output_scale: int = 1) -> DecodedImage:
