@@ -15,14 +15,13 @@ import argparse
 import dataclasses
 import importlib
 import pkgutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ...errors import UserError
 
 if TYPE_CHECKING:
-    from ...nets.blocks import TransformNet
     from ..train import RunConfig, TrainingSetup
 
 
@@ -47,13 +46,6 @@ class Task:
     setup: Callable[[Any], TrainingSetup]
     add_arguments: Callable[[argparse.ArgumentParser], None]
     stage_keys: tuple[str, ...] = ()
-
-    def build_net(self, card: Mapping[str, Any]) -> TransformNet:
-        """An untrained PyTorch network with the architecture ``card`` describes."""
-        from ...architectures import arch_config
-        from ...nets import build_net
-
-        return build_net(arch_config({**card, "task": self.name}))
 
     def train(self, cfg: RunConfig):
         """Train one model as ``cfg`` says; returns the trained network (also written to ``cfg.output``)."""
