@@ -145,9 +145,9 @@ def build_model(card: dict[str, Any]) -> TransformNet:
 
 def require_torch(what: str) -> None:
     """:class:`UserError` naming the ``[train]`` extra when PyTorch is not installed."""
-    import importlib.util
+    from .runtime.backends import torch_available
 
-    if importlib.util.find_spec("torch") is None:
+    if not torch_available():
         raise UserError(f"{what} needs PyTorch, which is not installed: pip install 'fastpercept[train]'")
 
 

@@ -128,7 +128,10 @@ def _add_heavy_commands(sub) -> None:
 
 def _needs_training(command: str) -> Callable[[argparse.Namespace], int]:
     def refuse(a: argparse.Namespace) -> int:
-        raise UserError(f"`{command}` needs PyTorch, which is not installed: pip install 'fastpercept[train]'")
+        from ..models import require_torch
+
+        require_torch(f"`{command}`")
+        return 1  # not reached: a stub only runs where PyTorch is missing
 
     return refuse
 
