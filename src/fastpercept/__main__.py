@@ -1,9 +1,9 @@
 import sys
 
 try:
-    from .apps.cli import main
+    from .apps.cli import run
 except KeyboardInterrupt:  # Ctrl-C before the command line's own handler is in place
     print("fastpercept: interrupted", file=sys.stderr)
     sys.exit(130)
 
-sys.exit(main())
+run()

@@ -522,5 +522,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             signal.signal(signal.SIGTERM, previous)
 
 
+def run() -> None:
+    """The ``fastpercept`` command: :func:`main`, then exit with its code.
+
+    After an interruption the process ends with ``os._exit``: a Ctrl-C that lands while a C
+    extension runs Python code of its own (PyTorch's import does) leaves CPython's "unhandled
+    KeyboardInterrupt" mark set even though :func:`main` caught it, and the interpreter would then
+    kill itself with SIGINT at exit (status -2) instead of exiting 130. The outputs are already
+    complete or removed by then; only the streams need flushing.
+    """
+    code = main()
+    if code in (130, 143):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
