@@ -229,6 +229,20 @@ def test_degrade_jpeg_is_the_benchmark_lr_compressed():
     assert not torch.equal(lr, make_lr(hr, 4))
 
 
+def test_jpeg_only_share_of_the_pairs():
+    hr = _photo(6, 64, 64)
+    plain = degrade_real(hr, 4, np.random.default_rng(2))
+    # 0 (the default) draws nothing more: the plain pipeline's sequence, bit for bit.
+    assert torch.equal(plain, degrade_real(hr, 4, np.random.default_rng(2), DegradationConfig(jpeg_only_prob=0.0)))
+    always = DegradationConfig(jpeg_only_prob=1.0, jpeg_only_quality=(50, 50))
+    assert torch.equal(degrade_real(hr, 4, np.random.default_rng(2), always), degrade_jpeg(hr, 4, 50))
+    half = DegradationConfig(jpeg_only_prob=0.5, jpeg_only_quality=(30, 95))
+    rng = np.random.default_rng(9)
+    lrs = [degrade_real(hr, 4, rng, half) for _ in range(40)]
+    simple = sum(any(torch.equal(lr, degrade_jpeg(hr, 4, q)) for q in range(30, 96)) for lr in lrs)
+    assert 10 <= simple <= 30  # about half, each one bicubic and one JPEG of a quality in range
+
+
 def test_eval_rng_is_per_image_name():
     a = eval_rng(0, "img_001.png").random(4)
     assert np.array_equal(a, eval_rng(0, "img_001.png").random(4))
@@ -331,3 +345,7 @@ def test_degradation_flag(photos, tmp_path, capsys):
               "-o", str(tmp_path / "n.safetensors")])
     with pytest.raises(UserError, match="--degradation"):
         _cfg(photos, tmp_path / "x.safetensors", degradation="jpeg").validate()
+    with pytest.raises(UserError, match="add --degradation real"):
+        _cfg(photos, tmp_path / "x.safetensors", degradation="clean", jpeg_only_prob=0.3).validate()
+    with pytest.raises(UserError, match=r"--jpeg-only-prob must be in \[0, 1\]"):
+        _cfg(photos, tmp_path / "x.safetensors", degradation="real", jpeg_only_prob=1.5).validate()

@@ -77,6 +77,12 @@ class DegradationConfig:
         gray_noise_prob: odds that the noise is the same in all three channels (luminance noise).
         jpeg_quality: JPEG quality (Pillow's 1..95 scale), both ends included.
         final_sinc_prob: odds of the sinc filter at the final resize (otherwise none).
+        jpeg_only_prob: odds that a pair skips the high-order model for the simplest real case, a
+            photo shrunk with bicubic and saved once as JPEG (:func:`degrade_jpeg`): a web or
+            messenger picture. Not in Real-ESRGAN (0 by default); the high-order model alone
+            teaches the network to smooth everything, which costs detail on lightly compressed
+            photos.
+        jpeg_only_quality: the JPEG quality of those pairs, both ends included.
     """
 
     kernel_sizes: tuple[int, ...] = (7, 9, 11, 13, 15, 17, 19, 21)
@@ -94,6 +100,8 @@ class DegradationConfig:
     gray_noise_prob: tuple[float, float] = (0.4, 0.4)
     jpeg_quality: tuple[tuple[int, int], tuple[int, int]] = ((30, 95), (30, 95))
     final_sinc_prob: float = 0.8
+    jpeg_only_prob: float = 0.0
+    jpeg_only_quality: tuple[int, int] = (30, 95)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (lists for tuples): the card's ``degradation.config``."""
@@ -301,6 +309,9 @@ def _random_quality(rng: np.random.Generator, bounds: tuple[int, int]) -> int:
 def _degrade_one(hr: torch.Tensor, scale: int, rng: np.random.Generator, config: DegradationConfig) -> torch.Tensor:
     """One image (1, 3, H, W), H and W multiples of ``scale`` -> (1, 3, H/scale, W/scale)."""
     lr_h, lr_w = hr.shape[-2] // scale, hr.shape[-1] // scale
+    # Drawn only when asked for: with 0 the generator's sequence is the plain pipeline's.
+    if config.jpeg_only_prob > 0 and rng.random() < config.jpeg_only_prob:
+        return degrade_jpeg(hr, scale, _random_quality(rng, config.jpeg_only_quality))
     x = hr.float()
     for stage in (0, 1):
         if rng.random() < config.blur_prob[stage]:

@@ -38,6 +38,7 @@ class SRConfig(RunConfig):
     patch_size: int = 288
     blur_sigma: float = 1.0  # clean degradation only
     degradation: str = "clean"
+    jpeg_only_prob: float = DegradationConfig.jpeg_only_prob  # real degradation only
     content_layer: str = ObjectiveWeights.content_layer
     content_weight: float = ObjectiveWeights.content_weight
     tv_weight: float = ObjectiveWeights.tv_weight
@@ -68,6 +69,10 @@ class SRConfig(RunConfig):
                             f"(LR patches of {MIN_LR_PATCH} px or more), not {self.patch_size}")
         for name in ("content_weight", "tv_weight", "blur_sigma", "pixel_weight"):
             check_weight(name, getattr(self, name))
+        if not 0 <= self.jpeg_only_prob <= 1:
+            raise UserError(f"--jpeg-only-prob must be in [0, 1], not {self.jpeg_only_prob}")
+        if self.jpeg_only_prob and self.degradation != "real":
+            raise UserError("--jpeg-only-prob is a share of the real degradation's pairs: add --degradation real")
         check_layers([self.content_layer])
 
 
@@ -86,7 +91,7 @@ def setup(cfg: SRConfig) -> TrainingSetup:
     net_config = model.config
     if net_config.scale != cfg.scale:
         raise UserError(f"{cfg.init_from}: an x{net_config.scale} model, not x{cfg.scale}")
-    real = DegradationConfig() if cfg.degradation == "real" else None
+    real = DegradationConfig(jpeg_only_prob=cfg.jpeg_only_prob) if cfg.degradation == "real" else None
     dataset = dataset_record(cfg.data, files)
     card: dict[str, Any] = {
         "task": "sr", "arch": "srnet", **net_config.to_dict(), "loss": cfg.loss, "patch_size": cfg.patch_size,
@@ -152,6 +157,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--degradation", default=None, choices=list(SR_DEGRADATIONS),
                    help="how LR inputs are made from HR patches: bicubic after --blur-sigma (clean, default) or "
                         "Real-ESRGAN's blur, resize, noise and JPEG in two rounds (real: for real photos)")
+    p.add_argument("--jpeg-only-prob", type=float, default=None, metavar="P",
+                   help="--degradation real: make this share of the pairs by bicubic and one JPEG of quality "
+                        "30..95 instead (lightly compressed web photos; default 0: Real-ESRGAN's pipeline alone)")
     p.add_argument("--content-weight", type=float, default=None, help=f"default {SRConfig.content_weight}")
     p.add_argument("--tv-weight", type=float, default=None, help=f"default {SRConfig.tv_weight}")
     p.add_argument("--pixel-weight", type=float, default=None,
