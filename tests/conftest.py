@@ -33,3 +33,24 @@ def _deterministic():
 
         torch.manual_seed(0)
     yield
+
+
+@pytest.fixture
+def sr_pair(tmp_path) -> Path:
+    """A folder holding ``sr`` (x4's weights) and its real-photo twin ``sr-real`` (the same
+    architecture, weights halved): a denoise pair that does not depend on shipped x4-real."""
+    import json
+
+    import numpy as np
+    from safetensors.numpy import load_file, save_file
+
+    from fastpercept.models import load_model, resolve_model_path
+
+    card = json.dumps(load_model("x4").card)
+    weights = load_file(str(resolve_model_path("x4")))
+    twin = {k: (v.astype(np.float32) * 0.5).astype(v.dtype) if v.dtype.kind == "f" else v for k, v in weights.items()}
+    folder = tmp_path / "pair"
+    folder.mkdir()
+    save_file(weights, str(folder / "sr.safetensors"), metadata={"fastpercept": card})
+    save_file(twin, str(folder / "sr-real.safetensors"), metadata={"fastpercept": card})
+    return folder

@@ -267,28 +267,27 @@ def test_training_commands_name_the_extra_they_need(capsys):
         assert "pip install 'fastpercept[train]'" in capsys.readouterr().err
 
 
-def test_denoise_interpolates_a_model_and_its_real_photo_twin(tmp_path, monkeypatch):
-    from safetensors.numpy import load_file, save_file
+def test_denoise_interpolates_a_model_and_its_real_photo_twin(sr_pair, monkeypatch):
+    from fastpercept.models import DEFAULT_DENOISE, interpolate_models, with_denoise
 
-    from fastpercept.models import interpolate_models, with_denoise
-
-    source = ASSETS / "models" / "x4.safetensors"
-    card = json.dumps(load_model("x4").card)
-    weights = load_file(str(source))
-    twin = {k: (v.astype(np.float32) * 0.5).astype(v.dtype) if v.dtype.kind == "f" else v for k, v in weights.items()}
-    save_file(weights, str(tmp_path / "sr.safetensors"), metadata={"fastpercept": card})
-    save_file(twin, str(tmp_path / "sr-real.safetensors"), metadata={"fastpercept": card})
-    monkeypatch.setenv("FASTPERCEPT_MODELS", str(tmp_path))
+    monkeypatch.setenv("FASTPERCEPT_MODELS", str(sr_pair))
     base, real = load_model("sr"), load_model("sr-real")
     half = with_denoise("sr", 0.5)
     key = "head.0.1.weight"
     assert np.allclose(half.weights[key], (base.weights[key] + real.weights[key]) / 2)
     photo = np.asarray(Image.open(ASSETS / "example-lr.png").convert("RGB"))[:24, :32]
-    assert np.array_equal(fastpercept.upscale(photo, "sr", denoise=0), fastpercept.upscale(photo, "sr"))
+    assert np.array_equal(fastpercept.upscale(photo, "sr", denoise=0), fastpercept.upscale(photo, base))
     assert np.array_equal(fastpercept.upscale(photo, "sr", denoise=1), fastpercept.upscale(photo, "sr-real"))
+    # No denoise named: the measured default for the first of a pair, the model as named otherwise.
+    assert 0 < DEFAULT_DENOISE <= 1
+    assert np.array_equal(fastpercept.upscale(photo, "sr"), fastpercept.upscale(photo, "sr", denoise=DEFAULT_DENOISE))
+    assert not np.array_equal(fastpercept.upscale(photo, "sr"), fastpercept.upscale(photo, base))
+    assert np.array_equal(fastpercept.upscale(photo, "sr-real"), fastpercept.upscale(photo, real))
+    assert np.array_equal(fastpercept.upscale(photo, "x8"), fastpercept.upscale(photo, load_model("x8")))
     assert np.allclose(with_denoise("sr-real", 0.25).weights[key], 0.75 * base.weights[key] + 0.25 * real.weights[key])
-    assert np.allclose(with_denoise(tmp_path / "sr.safetensors", 0.5).weights[key], half.weights[key])  # a path
-    with pytest.raises(UserError, match="mosaic-real is not installed"):
+    assert np.allclose(with_denoise(sr_pair / "sr.safetensors", 0.5).weights[key], half.weights[key])  # a path
+    assert with_denoise("x8", 0).weights.keys() == load_model("x8").weights.keys()  # 0 needs no twin
+    with pytest.raises(UserError, match="mosaic-real .*side by side"):
         with_denoise("mosaic", 0.5)
     with pytest.raises(UserError, match="different networks"):
         interpolate_models(base, load_model("x8"), 0.5)

@@ -19,10 +19,11 @@ import pytest
 import torch
 from PIL import Image
 
+import fastpercept
 from fastpercept.errors import UserError
 from fastpercept.runtime.images import target_size
 from fastpercept.runtime.memory import image_pipeline_bytes
-from fastpercept.models import save_model
+from fastpercept.models import DEFAULT_DENOISE, save_model
 from fastpercept.nets.style import StyleNet, StyleNetConfig
 from fastpercept.apps.webapp import (DEFAULT_UPSCALE_MAX_SIZE, DEFAULT_VIDEO_MAX_SIZE, RETENTION_S, Handlers,
                                      JobCancelled, _page_open, _upload_image, build_app, find_models, serve)
@@ -66,6 +67,23 @@ def test_upscale_puts_bicubic_and_the_network_side_by_side(handlers, photo):
     (bicubic, network), download = handlers.upscale(str(photo), "x4")
     assert network == download
     assert _pixels(bicubic).shape == _pixels(network).shape == (192, 256, 3)
+
+
+def test_upscale_offers_denoise_for_a_model_with_a_real_photo_twin(sr_pair, photo, tmp_path):
+    from fastpercept.models import load_model
+
+    h = Handlers(find_models(sr_pair), tmp_path / "work", **RUNTIME)
+    assert "sr" in h.sr_choices() and "sr-real" not in h.sr_choices() and "x8" in h.sr_choices()
+    assert h.has_denoise("sr") and not h.has_denoise("x8") and not h.has_denoise("sr-real")
+    runs = {d: _pixels(h.upscale(str(photo), "sr", 0, denoise=d)[1]) for d in (0.0, 0.5, 1.0)}
+    net = {name: np.asarray(fastpercept.upscale(np.asarray(Image.open(photo).convert("RGB")),
+                                                 load_model(sr_pair / f"{name}.safetensors"), **RUNTIME), np.float32)
+           for name in ("sr", "sr-real")}
+    assert np.array_equal(runs[0.0], net["sr"]) and np.array_equal(runs[1.0], net["sr-real"])
+    assert not np.array_equal(runs[0.5], runs[0.0]) and not np.array_equal(runs[0.5], runs[1.0])
+    # A model without a twin ignores the control.
+    assert np.array_equal(_pixels(h.upscale(str(photo), "x8", 0, denoise=1.0)[1]),
+                          _pixels(h.upscale(str(photo), "x8", 0, denoise=0.0)[1]))
 
 
 def _clip(path: Path, frames: int = 6, width: int = 64, height: int = 48) -> Path:
@@ -348,6 +366,8 @@ def test_the_page_offers_longest_sides_and_deletes_uploads(handlers, tmp_path):
     for api_name, value in (("upscale", DEFAULT_UPSCALE_MAX_SIZE), ("stylize_video", DEFAULT_VIDEO_MAX_SIZE)):
         sizes = [c for c in inputs[api_name] if isinstance(c, gr.Number)]
         assert [c.value for c in sizes] == [value], api_name
+    denoise = [c for c in inputs["upscale"] if isinstance(c, gr.Slider)]
+    assert [c.value for c in denoise] == [DEFAULT_DENOISE]
     uploads = [c for c in inputs["stylize"] + inputs["upscale"] if isinstance(c, gr.Image)]
     fake = tmp_path / "holiday.jpg"
     fake.write_text("not a photo")

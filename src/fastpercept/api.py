@@ -48,7 +48,7 @@ def _cached_model(name_or_path: str) -> LoadedModel:
 
 
 @functools.lru_cache(maxsize=8)
-def _denoised_model(name_or_path: str, denoise: float) -> LoadedModel:
+def _denoised_model(name_or_path: str, denoise: float | None) -> LoadedModel:
     from .models import with_denoise
 
     return with_denoise(name_or_path, denoise)
@@ -263,13 +263,16 @@ def upscale(image: ImageLike, model: str | os.PathLike | LoadedModel = "x4", *, 
 
     ``denoise``: for real photos (JPEG, noise, blur), 0..1: the model's weights interpolated
     toward its twin trained on real-photo degradations (``x4`` -> ``x4-real``; 0 is the model,
-    1 the twin). ``match_colors``: match each colour channel's histogram to the input's (the
+    1 the twin). Default: :data:`~fastpercept.models.DEFAULT_DENOISE` for a model whose twin is
+    installed (``x4``), the model as named otherwise; ``denoise=0`` for clean, bicubic-made inputs
+    (benchmarks). ``match_colors``: match each colour channel's histogram to the input's (the
     paper's post-processing; see :func:`fastpercept.runtime.color.match_histograms`).
     """
-    if denoise is not None:
-        if isinstance(model, LoadedModel):
+    if isinstance(model, LoadedModel):
+        if denoise is not None:
             raise UserError("denoise= takes a model by name or file, not a loaded model")
-        model = _denoised_model(str(model), float(denoise))
+    else:
+        model = _denoised_model(str(model), None if denoise is None else float(denoise))
 
     def post(y: np.ndarray, x: np.ndarray) -> np.ndarray:
         return match_histograms(y, x) if match_colors else y

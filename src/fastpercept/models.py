@@ -302,6 +302,9 @@ def _check_weights(model: LoadedModel, path: Path) -> None:
 
 
 DENOISE_SUFFIX = "-real"  # x4 and x4-real: the model for clean inputs and its twin for real photos
+# upscale's denoise when a model's twin is installed and none is asked for: the blend that measured
+# best over JPEG-compressed and fully degraded photos (docs/models.md, "x4-real").
+DEFAULT_DENOISE = 0.5
 
 
 def interpolate_models(a: LoadedModel, b: LoadedModel, t: float) -> LoadedModel:
@@ -321,20 +324,37 @@ def interpolate_models(a: LoadedModel, b: LoadedModel, t: float) -> LoadedModel:
     return LoadedModel(weights, card, f"{a.name}+{b.name}@{t:g}", a.device)
 
 
-def with_denoise(model: str | os.PathLike, denoise: float) -> LoadedModel:
+def denoise_pair(model: str | os.PathLike) -> tuple[Path, Path] | None:
+    """``(NAME, NAME-real)``: the model files of ``model``'s pair when both lie side by side (shipped,
+    a user's folder, a model file's folder), ``model`` naming either; None otherwise."""
+    path = resolve_model_path(model)
+    stem = path.stem.removesuffix(DENOISE_SUFFIX)
+    pair = path.with_name(stem + MODEL_SUFFIX), path.with_name(stem + DENOISE_SUFFIX + MODEL_SUFFIX)
+    return pair if all(p.is_file() for p in pair) else None
+
+
+def with_denoise(model: str | os.PathLike, denoise: float | None = None) -> LoadedModel:
     """A model and its real-photo twin interpolated by ``denoise`` (0: the model, 1: the twin).
 
     ``model`` names either of the pair ``NAME`` / ``NAME-real`` (x4 and x4-real); the other one is
     the file of that name beside it (shipped models, a user's folder, or a model file's folder).
+    ``denoise=None``: :data:`DEFAULT_DENOISE` when ``model`` is the first of an installed pair,
+    otherwise the model as named; ``denoise=0``: the model as named, twin or not.
     """
-    path = resolve_model_path(model)
-    stem = path.stem.removesuffix(DENOISE_SUFFIX)
-    base_path, twin_path = path.with_name(stem + MODEL_SUFFIX), path.with_name(stem + DENOISE_SUFFIX + MODEL_SUFFIX)
-    missing = next((p for p in (base_path, twin_path) if not p.is_file()), None)
-    if missing is not None:
+    pair = denoise_pair(model)
+    if denoise is None:
+        named = resolve_model_path(model)
+        if pair is None or named != pair[0]:
+            return load_model(named)
+        denoise = DEFAULT_DENOISE
+    if denoise == 0:
+        return load_model(model)
+    if pair is None:
+        path = resolve_model_path(model)
+        stem = path.stem.removesuffix(DENOISE_SUFFIX)
         raise UserError(f"{stem}: denoise needs the models {stem} and {stem}{DENOISE_SUFFIX} (trained on real-photo "
-                        f"degradations) side by side; {missing.stem} is not installed")
-    return interpolate_models(load_model(base_path), load_model(twin_path), denoise)
+                        f"degradations) side by side; one of them is not installed")
+    return interpolate_models(load_model(pair[0]), load_model(pair[1]), denoise)
 
 
 def _chosen_style(weights: dict[str, np.ndarray], card: dict[str, Any], path: Path,

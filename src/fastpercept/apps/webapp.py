@@ -1,9 +1,9 @@
 """``fastpercept serve``: a local web app over the library (Gradio; ``pip install 'fastpercept[ui]'``).
 
 Three tabs: Stylize (upload or webcam, a gallery of styles, strength, color, size; a before/after
-slider and the full-resolution file), Upscale (x4, x4-pixel, x8; input and output side by side on
-a slider) and Video (a clip in, the stylized clip out with its audio). The handlers here are plain
-functions over :mod:`fastpercept.api` (tested without a browser); :func:`build_app` lays them out.
+slider and the full-resolution file), Upscale (x4, x4-pixel, x8, a denoise control for real
+photos; input and output side by side on a slider) and Video (a clip in, the stylized clip out
+with its audio). The handlers here are plain functions over :mod:`fastpercept.api` (tested without a browser); :func:`build_app` lays them out.
 
 What a shared machine needs: the server binds 127.0.0.1 unless told otherwise and makes no public
 link unless asked; one job runs at a time (others wait their turn, with their place shown; a
@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from ..errors import Interrupted, UserError
-from ..models import DEFAULT_STYLE, load_model, read_card, shipped_dir
+from ..models import DEFAULT_DENOISE, DEFAULT_STYLE, DENOISE_SUFFIX, denoise_pair, load_model, read_card, shipped_dir
 
 log = logging.getLogger(__name__)
 
@@ -172,9 +172,23 @@ class Handlers:
                           **self.runtime)
         return (str(src), str(out)), str(out)
 
-    def upscale(self, image: str | None, model: str = "x4", max_size: float | None = DEFAULT_UPSCALE_MAX_SIZE
-                ) -> tuple[tuple[str, str], str]:
+    def sr_choices(self) -> list[str]:
+        """The SR models to pick from: a real-photo twin (x4-real) is reached by its model's denoise."""
+        sr = self.catalogue.sr
+        return [n for n in sr if not (n.endswith(DENOISE_SUFFIX) and n.removesuffix(DENOISE_SUFFIX) in sr)]
+
+    def has_denoise(self, model: str | None) -> bool:
+        """Whether ``model`` has a real-photo twin beside it (the denoise control applies)."""
+        path = self.catalogue.sr.get(model or "")
+        pair = denoise_pair(path) if path is not None else None
+        return pair is not None and pair[0] == path
+
+    def upscale(self, image: str | None, model: str = "x4", max_size: float | None = DEFAULT_UPSCALE_MAX_SIZE,
+                denoise: float = DEFAULT_DENOISE) -> tuple[tuple[str, str], str]:
         """``((input enlarged by the same factor, output), output)``: side by side on the slider.
+
+        ``denoise`` (0..1) blends the model toward its real-photo twin where it has one (x4 ->
+        x4-real, as ``upscale --denoise``); other models ignore it.
 
         ``max_size``: the input's longest side (0 or None: as it is). The whole job stays inside
         the library's memory check: the input for the preview is decoded with the model's scale
@@ -193,7 +207,8 @@ class Handlers:
         with self._job(), self._named(src):
             # Decoded first: an image the job cannot hold is refused before the network runs.
             small = to_pil(decode_image(src, max_size=self._max_size(max_size), output_scale=scale).rgb)
-            out = upscale(src, path, max_size=self._max_size(max_size), output=self._out(f"{src.stem}_{model}", ".png"),
+            out = upscale(src, path, denoise=float(denoise) if self.has_denoise(model) else None,
+                          max_size=self._max_size(max_size), output=self._out(f"{src.stem}_{model}", ".png"),
                           **self.runtime)
             with Image.open(out) as im:
                 size = im.size
@@ -370,16 +385,21 @@ def build_app(handlers: Handlers):
             with gr.Row():
                 with gr.Column():
                     lr = _upload_image(sources=["upload", "clipboard"], label="Small image", elem_id="upscale-input")
-                    sr_names = list(handlers.catalogue.sr)
-                    model = gr.Radio(sr_names, value="x4" if "x4" in sr_names else next(iter(sr_names), None),
+                    sr_names = handlers.sr_choices()
+                    first = "x4" if "x4" in sr_names else next(iter(sr_names), None)
+                    model = gr.Radio(sr_names, value=first,
                                      label="Model (x4: perceptual loss; x4-pixel: per-pixel loss)")
+                    denoise = gr.Slider(0, 1, value=DEFAULT_DENOISE, step=0.05, interactive=handlers.has_denoise(first),
+                                        label="Denoise for real photos (JPEG, noise, blur): 0 keeps every detail, "
+                                              "1 cleans the most", elem_id="upscale-denoise")
                     sr_size = size_field(DEFAULT_UPSCALE_MAX_SIZE, "input")
                     run_sr = gr.Button("Upscale", variant="primary", elem_id="upscale-run")
                 with gr.Column():
                     sr_result = gr.ImageSlider(label="Bicubic / network (drag to compare)", type="filepath",
                                                elem_id="upscale-result")
                     sr_file = gr.File(label="Full resolution")
-            run_sr.click(_user_errors(handlers.upscale), [lr, model, sr_size], [sr_result, sr_file],
+            model.change(lambda m: gr.update(interactive=handlers.has_denoise(m)), model, denoise)
+            run_sr.click(_user_errors(handlers.upscale), [lr, model, sr_size, denoise], [sr_result, sr_file],
                          api_name="upscale")
         with gr.Tab("Video", id="video"):
             with gr.Row():
