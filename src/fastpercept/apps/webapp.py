@@ -3,7 +3,8 @@
 Three tabs: Stylize (upload or webcam, a gallery of styles, strength, color, size; a before/after
 slider and the full-resolution file), Upscale (x4, x4-pixel, x8, a denoise control for real
 photos; input and output side by side on a slider) and Video (a clip in, the stylized clip out
-with its audio). The handlers here are plain functions over :mod:`fastpercept.api` (tested without a browser); :func:`build_app` lays them out.
+with its audio). The handlers here are plain functions over :mod:`fastpercept.api` (tested
+without a browser); :func:`build_app` lays them out.
 
 What a shared machine needs: the server binds 127.0.0.1 unless told otherwise and makes no public
 link unless asked; one job runs at a time (others wait their turn, with their place shown; a
