@@ -8,6 +8,9 @@ Here (with ../shared/data and the VGG-16/LPIPS weights in the cache), build the 
 On a machine with a CUDA GPU, from the repository root, carrying [".campaign"]:
 
     python3 scripts/gpu_campaign.py run --minutes 8.5 --out $OUT
+    # the style-artifact recipe: the blobby styles from their shipped models, 1e-4, 4,000 steps
+    python3 scripts/gpu_campaign.py run --minutes 8.5 --out $OUT --finish --iters 4000 \
+        --models composition_vii,udnie,the_scream,wave_crop
 
 `run` starts every training of the catalogue below at once, as subprocesses on the one GPU
 (style: 40,000 iterations at batch 4, 256 px crops, bf16; SR: the shipped cards' flags and an
@@ -108,6 +111,9 @@ SR = {
            "--upsample", "nearest", *SR_COMMON],
 }
 ALL_MODELS = (*STYLES, *INIT_FROM, *HALF, *SR)
+# --finish: blobs (flat white/black discs) grow while a style trains at 1e-3 and go in a long stage
+# at 1e-4 (docs/style-artifacts.md: 600 steps took starry_night_crop from 14 to 2, 1,500 to 0).
+FINISH_LR = 1e-4
 
 
 def mib(n: float) -> str:
@@ -296,6 +302,14 @@ class Campaign:
             if name in self.continued:  # a later campaign continuing an earlier one's model
                 flags += ["--init-from", str(self.continued[name])]
                 notes += f" Continued from {self.continued[name].name}, trained by an earlier campaign."
+            elif a.finish and not init:
+                flags += ["--init-from", name]
+                notes += (" Finished from the shipped model at a low lr: the style-artifact recipe "
+                          "(docs/style-artifacts.md).")
+            lr = a.style_lr if a.style_lr is not None else FINISH_LR if a.finish else None
+            if lr is not None:
+                flags += ["--lr", f"{lr:g}"]
+                notes += f" lr {lr:g}."
             jobs.append(Job(name, "style", flags, notes))
         return jobs
 
@@ -491,7 +505,8 @@ def cmd_run(a: argparse.Namespace) -> int:
     return Campaign(a).run()
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line of ``pack`` and ``run`` (``a.func`` runs it)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("pack", help="build the folder that travels to the GPU machine")
@@ -516,6 +531,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--iters", type=int, default=40000, help="style iterations (default 40000, the paper's)")
     p.add_argument("--sr-iters", type=int, default=1_000_000, help="SR iterations (default: never reached)")
     p.add_argument("--image-size", type=int, default=256, help="style training crop (default 256)")
+    p.add_argument("--finish", action="store_true",
+                   help="continue each style from its shipped model at lr 1e-4 (the style-artifact recipe; "
+                        "use with --iters 3000 or more)")
+    p.add_argument("--style-lr", type=float, default=None,
+                   help="style training lr (default: the trainer's; 1e-4 with --finish)")
     p.add_argument("--eval-size", type=int, default=256, help="eval style: longest side of the photos")
     p.add_argument("--checkpoint-every", type=int, default=1000)
     p.add_argument("--workers", type=int, default=2, help="data loader processes per training (default 2)")
@@ -527,7 +547,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pack-seconds", type=float, default=10, help="seconds kept at the end to write --out")
     p.add_argument("--report-every", type=float, default=30, help="seconds between progress lines")
     p.set_defaults(func=cmd_run)
-    a = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parse_args(argv)
     return a.func(a)
 
 

@@ -62,3 +62,31 @@ def test_campaign_dry_run(shared_data, vgg, tmp_path):  # vgg: the weights are r
     with tarfile.open(out / "logs.tar.gz") as t:
         names = t.getnames()
     assert "losses/x4-pixel.csv" in names and "eval/x4-pixel-Set5.json" in names
+
+
+def test_finish_continues_shipped_styles_at_a_low_lr(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_campaign", SCRIPT)
+    campaign = importlib.util.module_from_spec(spec)
+    sys.modules["gpu_campaign"] = campaign  # its dataclasses look their module up
+    try:
+        spec.loader.exec_module(campaign)
+    finally:
+        del sys.modules["gpu_campaign"]
+
+    def flags(*argv: str) -> dict[str, list[str]]:
+        parser_args = ["run", "--minutes", "1", "--out", str(tmp_path), "--pack", str(tmp_path), *argv]
+        a = campaign.parse_args(parser_args)
+        return {job.name: job.flags for job in campaign.Campaign(a).jobs()}
+
+    finish = flags("--finish", "--models", "udnie,mosaic-half,the_scream-from-mosaic,x4")
+    assert finish["udnie"][-4:] == ["--init-from", "udnie", "--lr", "0.0001"]
+    assert finish["mosaic-half"][-4:] == ["--init-from", "mosaic-half", "--lr", "0.0001"]
+    scream = finish["the_scream-from-mosaic"]  # keeps its own source
+    assert scream.count("--init-from") == 1 and scream[scream.index("--init-from") + 1] == "mosaic"
+    assert "--init-from" not in finish["x4"] and finish["x4"] == campaign.SR["x4"]
+    plain = flags("--models", "udnie")
+    assert "--init-from" not in plain["udnie"] and "--lr" not in plain["udnie"]
+    assert flags("--models", "udnie", "--style-lr", "3e-4")["udnie"][-2:] == ["--lr", "0.0003"]
+
