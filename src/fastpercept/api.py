@@ -31,12 +31,14 @@ from PIL import Image
 from .errors import InputTypeError, UserError
 from .runtime.images import DecodedImage, decode_image, decode_pil, save_image, to_pil, to_uint8
 from .runtime.listing import check_image_output, refuse_overwriting_inputs
-from .models import DEFAULT_STYLE, LoadedModel, load_model
+from .models import DEFAULT_ANYSTYLE, DEFAULT_STYLE, LoadedModel, load_model
 from .runtime.color import blend_strength, check_strength, match_histograms, preserve_color as _preserve_color
-from .runtime.tiling import run_network
+from .runtime.runner import Runner
+from .runtime.tiling import resize_area, run_network
 from .runtime.video import DEFAULT_FPS, is_frames_output, is_video
 
 ImageLike = Union[np.ndarray, Image.Image, str, os.PathLike, Any]
+DEFAULT_STYLE_SIZE = 512  # a painting's longest side, as style training reads a style image (--style-size)
 Progress = Union[bool, Callable[[int, int], None], None]
 Post = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
@@ -57,10 +59,24 @@ def _denoised_model(name_or_path: str, denoise: float | None) -> LoadedModel:
 def _model(model: str | os.PathLike | LoadedModel, task: str) -> LoadedModel:
     loaded = model if isinstance(model, LoadedModel) else _cached_model(str(model))
     if loaded.task != task:
-        kinds = {"style": "a style", "sr": "an SR", "multistyle": "a multi-style"}
+        kinds = {"style": "a style", "sr": "an SR", "multistyle": "a multi-style", "anystyle": "an any-painting"}
         raise UserError(f"{loaded.name}: {kinds.get(loaded.task, 'a ' + loaded.task)} model, not "
                         f"{kinds.get(task, 'a ' + task)} model")
     return loaded
+
+
+def _painting(style_image: ImageLike, style_size: int) -> np.ndarray:
+    """A painting as (3, H, W) float32 in [0, 1], its longest side at most ``style_size``."""
+    if isinstance(style_image, (str, os.PathLike)):
+        return decode_image(style_image, max_size=style_size).rgb
+    if isinstance(style_image, Image.Image):
+        return decode_pil(style_image, style_size).rgb
+    if isinstance(style_image, np.ndarray):
+        x = _array_batch(style_image)
+        factor = style_size / max(x.shape[-2:])
+        return (resize_area(x, factor) if factor < 1 else x)[0]
+    raise InputTypeError(f"style_image: cannot take a {type(style_image).__name__}; pass a path, a PIL image or a "
+                         "NumPy array (H, W, 3)")
 
 
 def _is_tensor(x: object) -> bool:
@@ -125,7 +141,7 @@ def _progress(progress: Progress, desc: str) -> tuple[Callable[[int, int], None]
 def _transform(image: ImageLike, model: LoadedModel, post: Post, *, output: str | os.PathLike | None,
                max_size: int | None, tile: int | None, device: str, precision: str, backend: str,
                crf: int | None = None, codec: str | None = None, stable: bool = False, fps: float = DEFAULT_FPS,
-               progress: Progress = None) -> ImageLike:
+               progress: Progress = None, runner: Runner | None = None) -> ImageLike:
     is_path = isinstance(image, (str, os.PathLike))
     if not (is_path or isinstance(image, (Image.Image, np.ndarray)) or _is_tensor(image)):
         raise InputTypeError(f"cannot take a {type(image).__module__}.{type(image).__name__}: pass a PIL image, a "
@@ -140,7 +156,7 @@ def _transform(image: ImageLike, model: LoadedModel, post: Post, *, output: str 
         source = image if is_path else getattr(image, "filename", None)  # a PIL image opened from a file
         if source:
             refuse_overwriting_inputs(output, [source])
-    runner = model.runner(backend, device, precision)
+    runner = runner or model.runner(backend, device, precision)
     if video:
         return _transform_video(Path(image), Path(output), runner, post, tile, crf, codec, stable, fps, max_size,
                                 progress)
@@ -213,14 +229,23 @@ def stylize(image: ImageLike, model: str | os.PathLike | LoadedModel | None = No
             device: str = "auto", precision: str = "auto", output: str | os.PathLike | None = None,
             backend: str = "auto", crf: int | None = None, codec: str | None = None, stable: bool = True,
             fps: float = DEFAULT_FPS, progress: Progress = None,
-            style: str | os.PathLike | LoadedModel | None = None) -> ImageLike:
-    """Stylize an image (or a video file, frame by frame, audio kept) with a trained style model.
+            style: str | os.PathLike | LoadedModel | None = None, style_image: ImageLike | None = None,
+            style_size: int = DEFAULT_STYLE_SIZE) -> ImageLike:
+    """Stylize an image (or a video file, frame by frame, audio kept) with a trained style model,
+    or in the style of any painting (``style_image=``).
 
     Args:
         image: NumPy array (H, W, 3), PIL image, path, or tensor (N, 3, H, W) in [0, 1].
         model: shipped style name, model file or loaded model (default: mosaic); ``style`` is
             its former name. A multi-style model takes ``MODEL@style`` or ``MODEL@a:0.7,b:0.3``.
-        strength: 0 returns the input, 1 the full style (a linear blend in between).
+            With ``style_image``: the any-painting model (default: the shipped ``anystyle``).
+        style_image: a painting (path, PIL image or array) whose style is taken without training
+            (universal style transfer, :mod:`fastpercept.runtime.anystyle`); its statistics are
+            computed once and reused for every image, tile and frame.
+        style_size: the painting's longest side as it is read (px; never enlarged): larger
+            paints finer strokes.
+        strength: 0 returns the input, 1 the full style (a linear blend in between; for a
+            painting, a blend of features at every level).
         preserve_color: keep the input's colours, transfer luminance only (Gatys et al. 2016).
         tile: process in overlapping tiles of this many pixels (memory; automatic when needed).
         max_size: downscale so the longest side is at most this (paths, PIL images, videos).
@@ -241,8 +266,24 @@ def stylize(image: ImageLike, model: str | os.PathLike | LoadedModel | None = No
     """
     if model is not None and style is not None:
         raise UserError("give the style model once: model= (style= is its former name)")
-    chosen = model if model is not None else style if style is not None else DEFAULT_STYLE
+    chosen = model if model is not None else style
     strength = check_strength(strength)
+    if style_image is not None:
+        painter = _model(chosen if chosen is not None else DEFAULT_ANYSTYLE, "anystyle")
+        if output is not None and isinstance(style_image, (str, os.PathLike)):
+            refuse_overwriting_inputs(output, [style_image])
+        parts = painter.runner(backend, device, precision)
+        runner = parts.with_painting(_painting(style_image, style_size), strength)
+
+        def keep_colors(y: np.ndarray, x: np.ndarray) -> np.ndarray:
+            return _preserve_color(y, x) if preserve_color else y
+
+        return _transform(image, painter, keep_colors, output=output, max_size=max_size, tile=tile, device=device,
+                          precision=precision, backend=backend, crf=crf, codec=codec, stable=stable, fps=fps,
+                          progress=progress, runner=runner)
+    chosen = chosen if chosen is not None else DEFAULT_STYLE
+    if isinstance(chosen, (str, os.PathLike)) and _cached_model(str(chosen)).task == "anystyle":
+        raise UserError(f"{chosen}: an any-painting model takes the painting as style_image= (--style-image)")
 
     def post(y: np.ndarray, x: np.ndarray) -> np.ndarray:
         if preserve_color:

@@ -114,6 +114,74 @@ class SRNetConfig:
         return asdict(self)
 
 
+# VGG-16's first relu of each block: name -> (channels, 2x2 max-pools before it). The feature
+# levels of universal style transfer.
+WCT_LEVELS: dict[str, tuple[int, int]] = {"relu1_1": (64, 0), "relu2_1": (128, 1), "relu3_1": (256, 2),
+                                          "relu4_1": (512, 3)}
+
+
+# torchvision's vgg16().features: channels of each convolution, "M" a 2x2 max-pool (the encoder of
+# WCTConfig); ImageNet's normalization of its input.
+VGG16_BLOCKS: list[int | str] = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512]
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def vgg_prefix(level: str) -> list[int | str]:
+    """The entries of :data:`VGG16_BLOCKS` up to the convolution of ``level`` (a ``relu{k}_1``)."""
+    pools = WCT_LEVELS[level][1]
+    seen = 0
+    for i, v in enumerate(VGG16_BLOCKS):
+        if v == "M":
+            seen += 1
+        elif seen == pools:
+            return VGG16_BLOCKS[:i + 1]
+    raise ValueError(level)
+
+
+def relu_index(level: str) -> int:
+    """Index of ``level``'s ReLU in ``features`` (conv, relu, ..., pool): relu1_1 1, relu3_1 11."""
+    return sum(2 if v != "M" else 1 for v in vgg_prefix(level)) - 1
+
+
+@dataclass(frozen=True)
+class WCTConfig:
+    """Universal style transfer (Li et al. 2017, "Universal Style Transfer via Feature
+    Transforms"): ImageNet VGG-16 up to each ``relu{k}_1`` as the encoder, one decoder per level
+    trained only to invert it, and the whitening and colouring transform between them.
+
+    ``deepest``: the deepest level; the cascade runs from it down to ``relu1_1`` (coarse style
+    first, fine texture last). A level holds the encoder to it and its mirror as the decoder.
+    """
+
+    deepest: str = "relu3_1"
+
+    def __post_init__(self) -> None:
+        _check_choice("deepest", self.deepest, tuple(WCT_LEVELS))
+
+    @property
+    def levels(self) -> tuple[str, ...]:
+        """The cascade's levels, deepest first."""
+        names = list(WCT_LEVELS)
+        return tuple(reversed(names[:names.index(self.deepest) + 1]))
+
+    scale = 1
+    norm = "none"  # no instance norm: no per-tile statistics to share
+
+    @property
+    def stride(self) -> int:
+        return 2 ** WCT_LEVELS[self.deepest][1]
+
+    @property
+    def receptive_radius(self) -> int:
+        # Each level's encoder and decoder: 3x3 convolutions (1 px each at their resolution);
+        # relu3_1: 5 + 5 convolutions at 1, 2, 4 px -> about 20 px. Statistics are global anyway.
+        return 10 * self.stride
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
 @dataclass(frozen=True)
 class Architecture:
     """How the cards of one task describe their network.
@@ -139,6 +207,7 @@ ARCHITECTURES: dict[str, Architecture] = {
                        required_keys=("scale",),
                        # Model files written before these keys existed hold the paper's SR network.
                        legacy_arch={"upsample": "deconv", "skip": "none"}),
+    "anystyle": Architecture(WCTConfig, lambda card: f"any painting as the style (WCT to {card.get('deepest')})"),
     "multistyle": Architecture(MultiStyleNetConfig, lambda card: ", ".join(card.get("style_names", [])),
                                required_keys=("styles", "style_names")),
 }

@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # PyTorch is imported by what builds networks; finding and re
 
 CARD_KEY = "fastpercept"
 DEFAULT_STYLE = "mosaic"  # what `stylize` uses when no style is named
+DEFAULT_ANYSTYLE = "anystyle"  # what `stylize --style-image` uses when no model is named
 MODEL_SUFFIX = ".safetensors"
 
 
@@ -229,13 +230,19 @@ class LoadedModel:
     def runner(self, backend: str = "auto", device: str | None = None, precision: str = "auto"):
         """The model's :class:`~fastpercept.runtime.backends.Runner` on ``backend`` (made once per
         backend, device and precision as resolved — ``auto`` and ``openvino`` on the same CPU share
-        one compiled graph; safe to share between threads)."""
+        one compiled graph; safe to share between threads). An ``anystyle`` model gives its
+        :class:`~fastpercept.runtime.anystyle.AnyStyleParts`, whose ``with_painting`` is the runner."""
         from .runtime.backends import BACKENDS, resolve_runtime
 
         key = resolve_runtime(backend, device or self.device, precision)
         with self._lock:
             if key not in self._runners:
-                self._runners[key] = BACKENDS[key[0]].runner(self, key[1], key[2])
+                if self.task == "anystyle":  # no runner of its own until a painting is chosen
+                    from .runtime.anystyle import AnyStyleParts
+
+                    self._runners[key] = AnyStyleParts(self, *key)
+                else:
+                    self._runners[key] = BACKENDS[key[0]].runner(self, key[1], key[2])
             return self._runners[key]
 
     def __call__(self, x):
@@ -296,7 +303,12 @@ def _check_weights(model: LoadedModel, path: Path) -> None:
     from .graphs import WeightsMismatch
 
     try:
-        model.graph("plain")
+        if model.task == "anystyle":
+            from .graphs.wct import check_wct_weights
+
+            check_wct_weights(model.config, model.weights)
+        else:
+            model.graph("plain")
     except WeightsMismatch as e:
         raise UserError(f"{path}: weights do not match the card's architecture: {e}") from None
 

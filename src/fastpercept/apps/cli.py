@@ -152,6 +152,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                    help="a style by name (a shipped model, else one in $FASTPERCEPT_MODELS; never a file or folder "
                         "of that name here) or a model file (a path: ending in .safetensors or holding a /); default "
                         "mosaic; a multi-style model as MODEL@style or a blend MODEL@a:0.7,b:0.3")
+    p.add_argument("--style-image", default=None, metavar="PAINTING",
+                   help="any painting (an image file) as the style, without training: the any-painting network "
+                        "(--style then names another such model; default anystyle)")
+    p.add_argument("--style-size", type=positive, default=512, metavar="PX",
+                   help="--style-image: the painting's longest side as read (never enlarged; larger: finer "
+                        "strokes; default 512)")
     p.add_argument("--strength", type=_unit, default=1.0, help="0 = input, 1 = full style")
     p.add_argument("--preserve-color", action="store_true", help="keep the input's colors")
     p.add_argument("--stable", action=argparse.BooleanOptionalAction, default=True,
@@ -269,28 +275,39 @@ def _one_clip(a: argparse.Namespace, full: Callable[[Path, Path], object]) -> in
 
 
 def cmd_stylize(a: argparse.Namespace) -> int:
-    from ..models import DEFAULT_STYLE, read_card, resolve_model_path
+    from ..models import DEFAULT_ANYSTYLE, DEFAULT_STYLE, read_card, resolve_model_path
 
     if a.style is not None and not a.style.strip():
         raise UserError("--style is empty; give a style name (see `fastpercept models`) or a model file")
-    style = a.style or DEFAULT_STYLE
+    painting = a.style_image
+    style = a.style or (DEFAULT_ANYSTYLE if painting else DEFAULT_STYLE)
     _fps(a)
-    # Checked before the outputs are planned: a bad --style is one error, not one per input, and
-    # the wrong kind of model is not taken for an output that exists.
-    if read_card(resolve_model_path(style)).get("task") == "sr":
+    # Checked before the outputs are planned: a bad --style (or painting) is one error, not one per
+    # input, and the wrong kind of model is not taken for an output that exists.
+    task = read_card(resolve_model_path(style)).get("task")
+    if task == "sr":
         raise UserError(f"{style}: a super-resolution model, not a style model; upscale with it, or see "
                         "`fastpercept models`")
+    if painting:
+        from ..runtime.images import decode_image
+
+        if task != "anystyle":
+            raise UserError(f"--style-image takes an any-painting model as --style, not {style} (a {task} model)")
+        decode_image(painting, max_size=a.style_size)  # a painting that cannot be read: one line, nothing written
+    elif task == "anystyle":
+        raise UserError(f"{style}: an any-painting model; give the painting as --style-image PAINTING")
 
     def full(s: Path, d: Path) -> object:
         from ..api import stylize
 
         return stylize(s, style, strength=a.strength, preserve_color=a.preserve_color, tile=a.tile,
                        max_size=a.max_size, device=a.device, precision=a.precision, output=d, backend=a.backend,
-                       crf=a.crf, codec=a.codec, stable=a.stable, progress=sys.stderr.isatty() or None, **_fps(a))
+                       crf=a.crf, codec=a.codec, stable=a.stable, progress=sys.stderr.isatty() or None,
+                       style_image=painting, style_size=a.style_size, **_fps(a))
 
     if a.frames:
         return _one_clip(a, full)
-    pairs, failed = _planned(a, suffix=Path(str(style)).stem)
+    pairs, failed = _planned(a, suffix=Path(str(painting or style)).stem)
     return _batch(pairs, full, "stylize", failed)
 
 

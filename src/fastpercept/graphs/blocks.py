@@ -37,24 +37,26 @@ class GraphBuilder:
     Args:
         weights: the network's tensors by state-dict name (any float dtype; stored as float32).
         kind: one of :data:`GRAPH_KINDS`.
+        input_channels: channels of ``image`` (3; a decoder of features takes more).
 
     Every tensor is checked as it is taken (its shape against the channels flowing in) and
     :meth:`model` checks that every tensor was taken: weights that do not fit raise
     :class:`WeightsMismatch`.
     """
 
-    def __init__(self, weights: Mapping[str, np.ndarray], kind: str = "plain") -> None:
+    def __init__(self, weights: Mapping[str, np.ndarray], kind: str = "plain", input_channels: int = 3) -> None:
         if kind not in GRAPH_KINDS:
             raise ValueError(f"graph kind must be one of {', '.join(GRAPH_KINDS)}, not {kind!r}")
         self.weights, self.kind = weights, kind
         self.nodes: list[bytes] = []
         self.initializers: list[bytes] = []
-        self.inputs = [onnx_proto.make_tensor_value_info("image", onnx_proto.FLOAT, ["batch", 3, "height", "width"])]
+        self.inputs = [onnx_proto.make_tensor_value_info("image", onnx_proto.FLOAT,
+                                                         ["batch", input_channels, "height", "width"])]
         self.outputs: list[bytes] = []
         self.norm_layers = 0  # instance-norm layers built so far: the index of the next one's statistics
         self._names = 0
         self._used: set[str] = set()
-        self._channels: dict[str, int] = {"image": 3}  # channels of each 4-D value, where known
+        self._channels: dict[str, int] = {"image": input_channels}  # channels of each 4-D value, where known
 
     # ------------------------------------------------------------------------------ primitives
 
@@ -168,9 +170,10 @@ class GraphBuilder:
 
     # ------------------------------------------------------------------------------------ model
 
-    def model(self, output: str | None, metadata: Mapping[str, str] | None = None) -> bytes:
-        """The finished graph as a serialized ONNX model: ``output`` becomes the graph output
-        ``output`` (ignored by the ``stats`` kind, whose outputs are the statistics)."""
+    def model(self, output: str | None, metadata: Mapping[str, str] | None = None, output_channels: int = 3) -> bytes:
+        """The finished graph as a serialized ONNX model: ``output`` (of ``output_channels``
+        channels) becomes the graph output ``output`` (ignored by the ``stats`` kind, whose
+        outputs are the statistics)."""
         unexpected = sorted(set(self.weights) - self._used)
         if unexpected:
             raise WeightsMismatch(f"{unexpected[0]} unexpected" + (f" (and {len(unexpected) - 1} more)"
@@ -179,6 +182,6 @@ class GraphBuilder:
         if self.kind != "stats":
             nodes.append(onnx_proto.make_node("Identity", [output], ["output"]))
             outputs = [onnx_proto.make_tensor_value_info("output", onnx_proto.FLOAT,
-                                                         ["batch", 3, "out_height", "out_width"])]
+                                                         ["batch", output_channels, "out_height", "out_width"])]
         graph = onnx_proto.make_graph(nodes, f"fastpercept_{self.kind}", self.inputs, outputs, self.initializers)
         return onnx_proto.make_model(graph, ONNX_OPSET, "fastpercept", metadata)

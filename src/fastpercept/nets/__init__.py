@@ -6,12 +6,12 @@ class a config describes.
 
 from __future__ import annotations
 
-from ..architectures import MultiStyleNetConfig, SRNetConfig, StyleNetConfig
+from ..architectures import MultiStyleNetConfig, SRNetConfig, StyleNetConfig, WCTConfig
 
 
 def build_net(config):
     """An untrained network for ``config`` (a :class:`StyleNetConfig`, :class:`MultiStyleNetConfig`
-    or :class:`SRNetConfig`), in train mode."""
+    or :class:`SRNetConfig`, :class:`WCTConfig`), in train mode."""
     if isinstance(config, MultiStyleNetConfig):
         from .multistyle import MultiStyleNet
 
@@ -24,4 +24,8 @@ def build_net(config):
         from .sr import SRNet
 
         return SRNet(config)
+    if isinstance(config, WCTConfig):
+        from .wct import WCTNet
+
+        return WCTNet(config)
     raise TypeError(f"no network for a {type(config).__name__}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..architectures import IMAGENET_MEAN, IMAGENET_STD
 from .weights import VGG16_CONV_INDICES, ResolvedWeights, resolve_vgg16
 
 # (name, out_channels) per conv in order; "M" is a 2x2 max-pool.
@@ -18,8 +19,6 @@ VGG16_LAYERS: tuple[str, ...] = (
     "relu1_1", "relu1_2", "relu2_1", "relu2_2", "relu3_1", "relu3_2", "relu3_3",
     "relu4_1", "relu4_2", "relu4_3", "relu5_1", "relu5_2", "relu5_3",
 )
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def _build_features(convs: int = len(VGG16_CONV_INDICES)) -> nn.Sequential:
