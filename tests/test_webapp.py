@@ -86,6 +86,31 @@ def test_upscale_offers_denoise_for_a_model_with_a_real_photo_twin(sr_pair, phot
                           _pixels(h.upscale(str(photo), "x8", 0, denoise=0.0)[1]))
 
 
+def test_stylize_takes_an_uploaded_painting_with_an_any_painting_model(handlers, photo, tmp_path):
+    from fastpercept.architectures import WCTConfig
+    from fastpercept.nets.wct import WCTNet
+
+    models = tmp_path / "models"
+    models.mkdir()
+    net = WCTNet(WCTConfig(deepest="relu1_1"))  # untrained: the plumbing is under test
+    save_model(net, models / "painter.safetensors", {"task": "anystyle", **net.config.to_dict()})
+    h = Handlers(find_models(models), tmp_path / "work", **RUNTIME)
+    assert list(h.catalogue.painters) == ["painter"] and "painter" not in h.catalogue.styles
+    art = tmp_path / "my monet.png"
+    Image.fromarray((np.random.default_rng(1).random((40, 30, 3)) * 255).astype(np.uint8)).save(art)
+    (_, network), download = h.stylize(str(photo), "mosaic", 1.0, False, 0, str(art))
+    assert Path(download).name.startswith("photo_my monet") and _pixels(network).shape == _pixels(photo).shape
+    mosaic = h.stylize(str(photo), "mosaic", 1.0, False, 0, None)[1]
+    assert not np.array_equal(_pixels(download), _pixels(mosaic))
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not an image")
+    with pytest.raises(UserError, match=r"^broken\.jpg"):
+        h.stylize(str(photo), "mosaic", 1.0, False, 0, str(broken))
+    h.catalogue.painters.clear()
+    with pytest.raises(UserError, match="no any-painting model"):
+        h.stylize(str(photo), "mosaic", 1.0, False, 0, str(art))
+
+
 def _clip(path: Path, frames: int = 6, width: int = 64, height: int = 48) -> Path:
     import av
 
@@ -371,7 +396,9 @@ def test_the_page_offers_longest_sides_and_deletes_uploads(handlers, tmp_path):
     uploads = [c for c in inputs["stylize"] + inputs["upscale"] if isinstance(c, gr.Image)]
     fake = tmp_path / "holiday.jpg"
     fake.write_text("not a photo")
-    assert len(uploads) == 2 and all(c.preprocess(ImageData(path=str(fake))) == str(fake) for c in uploads)
+    assert len(uploads) == 3 and all(c.preprocess(ImageData(path=str(fake))) == str(fake) for c in uploads)
+    painting = next(c for c in inputs["stylize"] if isinstance(c, gr.Image) and c.elem_id == "style-painting")
+    assert painting.visible == bool(handlers.catalogue.painters)
     gallery = next(b for b in app.blocks.values() if isinstance(b, gr.Gallery))
     assert gallery.columns * gallery.rows >= len(handlers.catalogue.styles)  # every style in view, no scrolling
     assert gallery.allow_preview is False

@@ -54,6 +54,7 @@ class Catalogue:
 
     styles: dict[str, Path] = field(default_factory=dict)
     sr: dict[str, Path] = field(default_factory=dict)
+    painters: dict[str, Path] = field(default_factory=dict)  # any-painting models (style from an upload)
 
 
 def find_models(models_dir: str | Path | None = None) -> Catalogue:
@@ -71,12 +72,12 @@ def find_models(models_dir: str | Path | None = None) -> Catalogue:
         for path in sorted(folder.glob("*.safetensors")):
             try:
                 task = read_card(path).get("task")
-                if folder != shipped_dir() and task in ("style", "sr"):
+                if folder != shipped_dir() and task in ("style", "sr", "anystyle"):
                     load_model(path)
             except UserError as e:
                 log.warning("skipping %s", e)
                 continue
-            shelf = catalogue.styles if task == "style" else catalogue.sr if task == "sr" else None
+            shelf = {"style": catalogue.styles, "sr": catalogue.sr, "anystyle": catalogue.painters}.get(task)
             if shelf is None:
                 continue
             shelf[path.stem if path.stem not in shelf else str(path)] = path
@@ -161,15 +162,25 @@ class Handlers:
         return shelf[name]
 
     def stylize(self, image: str | None, style: str, strength: float = 1.0, preserve_color: bool = False,
-                max_size: float | None = DEFAULT_MAX_SIZE) -> tuple[tuple[str, str], str]:
-        """``((input, output), output)``: the pair for the before/after slider and the file to download."""
+                max_size: float | None = DEFAULT_MAX_SIZE, painting: str | None = None) -> tuple[tuple[str, str], str]:
+        """``((input, output), output)``: the pair for the before/after slider and the file to download.
+
+        ``painting``: an uploaded image whose style is used instead of ``style`` (the first
+        any-painting model of the catalogue paints it; its longest side read at 512 px).
+        """
         from ..api import stylize
 
         src = self._input(image)
-        model = self._model(self.catalogue.styles, style, "style")
-        with self._job(), self._named(src):
-            out = stylize(src, model, strength=strength, preserve_color=preserve_color,
-                          max_size=self._max_size(max_size), output=self._out(f"{src.stem}_{style}", ".png"),
+        if painting:
+            if not self.catalogue.painters:
+                raise UserError("no any-painting model is installed; choose a style from the gallery")
+            model, name = next(iter(self.catalogue.painters.values())), Path(painting).stem
+            art = self._input(painting, "a painting")
+        else:
+            model, name, art = self._model(self.catalogue.styles, style, "style"), style, None
+        with self._job(), self._named(src), self._named(art or src):
+            out = stylize(src, model, strength=strength, preserve_color=preserve_color, style_image=art,
+                          max_size=self._max_size(max_size), output=self._out(f"{src.stem}_{name}", ".png"),
                           **self.runtime)
         return (str(src), str(out)), str(out)
 
@@ -371,6 +382,9 @@ def build_app(handlers: Handlers):
                     gallery = gr.Gallery(value=thumbs, label="Style (click one)", columns=4, rows=rows,
                                          object_fit="cover", allow_preview=False, buttons=[], elem_id="style-gallery")
                     style = gr.Dropdown(styles, value=default_style, label="Style", elem_id="style-name")
+                    painting = _upload_image(sources=["upload", "clipboard"], elem_id="style-painting",
+                                             label="Or your own painting as the style (any image; clear it to use "
+                                                   "the gallery)", visible=bool(handlers.catalogue.painters))
                     strength = gr.Slider(0, 1, value=1, step=0.05, label="Strength")
                     color = gr.Checkbox(label="Preserve the photo's colors")
                     size = gr.Number(value=DEFAULT_MAX_SIZE, precision=0, minimum=0,
@@ -380,8 +394,8 @@ def build_app(handlers: Handlers):
                     result = gr.ImageSlider(label="Before / after", type="filepath", elem_id="stylize-result")
                     download = gr.File(label="Full resolution", elem_id="stylize-file")
             gallery.select(pick_style, None, style)
-            run.click(_user_errors(handlers.stylize), [image, style, strength, color, size], [result, download],
-                      api_name="stylize")
+            run.click(_user_errors(handlers.stylize), [image, style, strength, color, size, painting],
+                      [result, download], api_name="stylize")
         with gr.Tab("Upscale", id="upscale"):
             with gr.Row():
                 with gr.Column():
