@@ -1,0 +1,161 @@
+"""Any painting as the style: how far the any-painting network gets, painting by painting.
+
+    python benchmarks/anystyle.py [--model anystyle] [--paintings NAME ...] [--photos NAME ...]
+                                  [--size 256] [--lbfgs 50] [--style-weight 5] [--times 512 1024]
+                                  [--gallery FILE] [--json FILE]
+
+For each painting and photo (the photo's center ``--size`` square, as ``eval style --crop``):
+
+- ``objective``: the paper's objective (content relu2_2, Gram matrices at relu1_2, relu2_2,
+  relu3_3, relu4_3; content weight 1, ``--style-weight``, TV 1e-6: a shipped style's weights) of
+  the network's output, and of ``--lbfgs`` L-BFGS iterations from seeded noise (the paper's
+  baseline, Fig. 5); ``ratio`` = network / L-BFGS.
+- ``gram``: how far the style moved: 1 - style term of the output / style term of the photo
+  (0: the photo's statistics, 1: the painting's).
+- ``content``: the content term (relu2_2 feature distance to the photo): the layout kept.
+- ``blobs``: :func:`fastpercept.training.metrics.count_blobs` of the output against the photo.
+
+``--times``: whole ``stylize`` calls (painting included: its statistics recomputed each time) on
+a photo resized to each side, median of 3, with the CPU named. Every painting is one the network
+never saw: its decoders were trained on photos only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+import fastpercept
+from fastpercept.training.data import center_crop
+from fastpercept.training.losses import ObjectiveWeights, StyleObjective
+from fastpercept.training.metrics import count_blobs
+from fastpercept.training.optimize import optimize_image
+from fastpercept.training.vgg import VGG16Features
+from fastpercept.runtime.images import load_image
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# Paintings of every kind: flat colour fields (mondrian, composition_vii), fine brushwork
+# (starry_night_crop, la_muse), a line drawing (sketch), patterns (feathers, candy).
+PAINTINGS = ("mondrian", "sketch", "starry_night_crop", "la_muse", "feathers", "candy", "woman_in_peasant_dress",
+             "composition_vii")
+PHOTOS = ("chicago", "amber")
+
+
+def find(name: str, folders: tuple[str, ...]) -> Path:
+    for folder in folders:
+        for path in sorted((DATA / folder).glob(f"{name}.*")):
+            return path
+    raise SystemExit(f"{name}: not found in {', '.join(folders)} under {DATA}")
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def score(objective: StyleObjective, image: torch.Tensor, content_feat: torch.Tensor) -> dict[str, float]:
+    with torch.no_grad():
+        return {k: float(v) for k, v in objective(image, content_feat).items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="anystyle")
+    p.add_argument("--paintings", nargs="+", default=list(PAINTINGS))
+    p.add_argument("--photos", nargs="+", default=list(PHOTOS))
+    p.add_argument("--size", type=int, default=256)
+    p.add_argument("--lbfgs", type=int, default=50, help="L-BFGS iterations of the baseline (0: none)")
+    p.add_argument("--style-weight", type=float, default=ObjectiveWeights.style_weight)
+    p.add_argument("--style-size", type=int, default=512)
+    p.add_argument("--strength", type=float, default=1.0)
+    p.add_argument("--times", type=int, nargs="*", default=[512, 1024])
+    p.add_argument("--gallery", type=Path, default=None, help="write photo x painting outputs side by side here")
+    p.add_argument("--json", type=Path, default=None)
+    a = p.parse_args(argv)
+
+    vgg = VGG16Features()
+    weights = ObjectiveWeights(style_weight=a.style_weight)
+    model = fastpercept.load_model(a.model)
+    rows, tiles = [], []
+    for painting_name in a.paintings:
+        painting_path = find(painting_name, ("styles", "styles-extra"))
+        painting = load_image(painting_path, max_size=a.style_size).rgb
+        objective = StyleObjective(vgg, painting, weights)
+        strip = []
+        for photo_name in a.photos:
+            photo = center_crop(load_image(find(photo_name, ("content",))).rgb, a.size)
+            content_feat = objective.content_features(photo)
+            out = fastpercept.stylize(photo, model, style_image=painting_path, style_size=a.style_size,
+                                      strength=a.strength)
+            net, base = score(objective, out, content_feat), score(objective, photo, content_feat)
+            row = {"painting": painting_name, "photo": photo_name, "network": net,
+                   "gram": 1 - net["style"] / base["style"], "content": net["content"],
+                   "blobs": count_blobs(out[0].permute(1, 2, 0).numpy(), photo[0].permute(1, 2, 0).numpy())}
+            if a.lbfgs:
+                run = optimize_image(objective, photo, a.lbfgs, optimizer="lbfgs", init="noise", seed=0,
+                                     progress=False)
+                row["lbfgs"] = run.history[a.lbfgs]
+                row["ratio"] = net["total"] / row["lbfgs"]["total"]
+            rows.append(row)
+            strip.append(out[0])
+            print(f"{painting_name:>24} on {photo_name:<10} total {net['total']:9.3f}"
+                  + (f"  L-BFGS-{a.lbfgs} {row['lbfgs']['total']:9.3f}  ratio {row['ratio']:.2f}" if a.lbfgs else "")
+                  + f"  gram moved {row['gram']:.0%}  content {row['content']:.3f}  blobs {row['blobs']}",
+                  file=sys.stderr)
+        tiles.append(torch.cat([painting_thumb(painting, a.size), *strip], dim=2))
+
+    print(f"| painting | photo | network total | L-BFGS-{a.lbfgs} total | ratio | Gram moved | content | blobs |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        lb = f"{r['lbfgs']['total']:.3f} | {r['ratio']:.2f}" if a.lbfgs else "— | —"
+        print(f"| {r['painting']} | {r['photo']} | {r['network']['total']:.3f} | {lb} | {r['gram']:.0%} | "
+              f"{r['content']:.3f} | {r['blobs']} |")
+    if a.lbfgs:
+        ratios = [r["ratio"] for r in rows]
+        print(f"\nratio: median {statistics.median(ratios):.2f}, max {max(ratios):.2f}; Gram moved: min "
+              f"{min(r['gram'] for r in rows):.0%}; blobs: {sum(r['blobs'] for r in rows)}")
+
+    times = {}
+    photo_path = find(a.photos[0], ("content",))
+    painting_path = find(a.paintings[0], ("styles", "styles-extra"))
+    for side in a.times:
+        photo = np.asarray(Image.open(photo_path).convert("RGB").resize((side, side), Image.Resampling.LANCZOS))
+        seconds = []
+        for _ in range(3):
+            model.runner().forget_paintings()  # the painting's statistics are part of the time
+            t = time.perf_counter()
+            fastpercept.stylize(photo, model, style_image=painting_path, style_size=a.style_size)
+            seconds.append(time.perf_counter() - t)
+        times[side] = statistics.median(seconds)
+    if times:
+        print(f"\nstylize with a painting, in process, median of 3 ({cpu_name()}, {torch.get_num_threads()} threads): "
+              + ", ".join(f"{s}x{s} {t:.2f} s" for s, t in times.items()))
+    if a.gallery:
+        grid = torch.cat(tiles, dim=1).clamp(0, 1)
+        Image.fromarray((grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(a.gallery, quality=90)
+    if a.json:
+        a.json.write_text(json.dumps({"rows": rows, "times": times, "cpu": cpu_name()}, indent=2))
+    return 0
+
+
+def painting_thumb(painting: torch.Tensor, size: int) -> torch.Tensor:
+    """The painting as a (3, size, size) tile: its center square."""
+    return center_crop(painting, size)[0]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
