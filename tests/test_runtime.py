@@ -258,6 +258,57 @@ def test_commands_run_without_importing_torch(tmp_path, command):
     assert _cli(*args) == {"rc": 0, "torch": command[0] == "export" and HAS_TORCH}
 
 
+def _painter_file(path: Path, deepest: str = "relu2_1") -> Path:
+    """An any-painting model file with random weights, written without PyTorch."""
+    from safetensors.numpy import save_file
+
+    from fastpercept.architectures import WCTConfig, vgg_prefix
+
+    rng = np.random.default_rng(0)
+    tensors: dict[str, np.ndarray] = {}
+
+    def conv(key: str, out_ch: int, in_ch: int) -> None:
+        tensors[f"{key}.weight"] = (rng.normal(size=(out_ch, in_ch, 3, 3)) / np.sqrt(9 * in_ch)).astype(np.float16)
+        tensors[f"{key}.bias"] = np.zeros(out_ch, np.float16)
+
+    index, in_ch = 0, 3
+    for v in vgg_prefix(deepest):
+        if v != "M":
+            conv(f"encoder.features.{index}", int(v), in_ch)
+            in_ch = int(v)
+        index += 1 if v == "M" else 2
+    config = WCTConfig(deepest=deepest)
+    for level in config.levels:
+        chans = [3] + [int(v) for v in vgg_prefix(level) if v != "M"]
+        i = 0
+        for v in reversed(vgg_prefix(level)):
+            if v == "M":
+                i += 1
+                continue
+            out_ch, in_c = chans[-2], chans[-1]
+            chans.pop()
+            conv(f"decoders.{level}.layers.{i}.1", out_ch, in_c)
+            i += 2 if out_ch != 3 else 1
+    save_file(tensors, str(path), metadata={"fastpercept": json.dumps({"task": "anystyle", "deepest": deepest})})
+    return path
+
+
+def test_any_painting_runs_without_torch(tmp_path):
+    painter = _painter_file(tmp_path / "painter.safetensors")
+    photo, painting = tmp_path / "photo.jpg", tmp_path / "painting.png"
+    Image.open(ASSETS / "example.jpg").reduce(8).save(photo)
+    Image.open(ASSETS / "example-lr.png").rotate(90).save(painting)
+    assert _cli("stylize", photo, "--style-image", painting, "--style", painter, "--strength", "0.7", "--tile", "64",
+                "-o", tmp_path / "out.png") == {"rc": 0, "torch": False}
+    with Image.open(tmp_path / "out.png") as out, Image.open(photo) as src:
+        assert out.size == src.size
+    from fastpercept.runtime.backends import backend_available
+
+    for backend in filter(backend_available, ("openvino", "onnxruntime")):
+        y = fastpercept.stylize(np.asarray(Image.open(photo)), painter, style_image=painting, backend=backend)
+        assert y.shape == np.asarray(Image.open(photo)).shape
+
+
 @pytest.mark.skipif(HAS_TORCH, reason="the small install's message: PyTorch is installed here")
 def test_training_commands_name_the_extra_they_need(capsys):
     from fastpercept.apps.cli import main
