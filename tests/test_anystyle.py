@@ -164,3 +164,21 @@ def test_training_learns_decoders_and_keeps_the_encoder(vgg, tmp_path):
         assert np.allclose(model.weights[f"encoder.{key}"], state[key].numpy(), atol=1e-3)
     head, *rows = (out.with_suffix(".ckpt") / "losses.csv").read_text().splitlines()
     assert len(rows) == 6 and {"pixel_relu2_1", "feature_relu1_1"} <= set(head.split(","))
+
+
+def test_a_clip_in_a_paintings_style(painter, tmp_path):
+    import av
+
+    clip = tmp_path / "clip.mp4"
+    with av.open(str(clip), "w") as out:
+        stream = out.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(5):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(_image(i, 48, 64), format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    result = fastpercept.stylize(clip, painter, style_image=_image(9, 64, 64), output=tmp_path / "out.mp4")
+    with av.open(str(result)) as got:
+        frames = [f.to_ndarray(format="rgb24") for f in got.decode(video=0)]
+    assert len(frames) == 5 and frames[0].shape == (48, 64, 3)
