@@ -41,8 +41,10 @@ def _input(task: str, tile: int | None = None) -> np.ndarray:
 def _output(model: str, tile: int | None, backend: str = "torch") -> np.ndarray:
     card = next(m["card"] for m in shipped_models() if m["name"] == model)
     x = _input(card["task"], tile)
-    run = fastpercept.stylize if card["task"] == "style" else fastpercept.upscale
-    y = run(x, model, tile=tile, device="cpu", precision="fp32", backend=backend)
+    if card["task"] == "style":
+        y = fastpercept.stylize(x, model, tile=tile, device="cpu", precision="fp32", backend=backend)
+    else:  # the model file's own output: no blend with a real-photo twin
+        y = fastpercept.upscale(x, model, denoise=0, tile=tile, device="cpu", precision="fp32", backend=backend)
     return np.floor(np.clip(y, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
