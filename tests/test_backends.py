@@ -78,7 +78,9 @@ def test_a_missing_or_wrong_backend_device_or_precision_is_one_line(monkeypatch)
         backends.make_runner(model, "auto", "bogus")
     with pytest.raises(UserError, match="precision must be one of"):
         backends.make_runner(model, "auto", "cpu", "int4")
-    monkeypatch.setattr(backends, "cuda_available", lambda: False)
+    from fastpercept.runtime import hardware
+
+    monkeypatch.setattr(hardware, "cuda_available", lambda: False)
     with pytest.raises(UserError, match="no CUDA device is available"):
         fastpercept.load_model("x4", device="cuda")
     monkeypatch.setattr(backends, "resolve_device", lambda name: "cuda")  # as on a CUDA machine

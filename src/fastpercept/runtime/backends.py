@@ -23,21 +23,23 @@ import functools
 import importlib.util
 import logging
 import queue
-import sys
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from ..errors import UserError
+from .hardware import DEVICES, cuda_available, resolve_device, torch_available
 from .runner import NormStats, RunnableModel, Runner
+
+__all__ = ["BACKENDS", "BACKEND_NAMES", "DEVICES", "PRECISIONS", "Backend", "GraphRunner", "backend_available",
+           "choose_backend", "cuda_available", "make_runner", "resolve_device", "resolve_precision",
+           "resolve_runtime", "torch_available"]
 
 
 log = logging.getLogger(__name__)
 
-DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
@@ -193,38 +195,6 @@ _CPU_PREFERENCE = ("openvino", "onnxruntime", "torch")
 def backend_available(name: str) -> bool:
     """Whether the runtime a backend needs is installed."""
     return importlib.util.find_spec(BACKENDS[name].module) is not None
-
-
-def torch_available() -> bool:
-    return importlib.util.find_spec("torch") is not None
-
-
-def cuda_available() -> bool:
-    """Whether PyTorch is installed and sees a CUDA device.
-
-    On Linux without an NVIDIA driver the answer comes without importing PyTorch (1.4 s).
-    """
-    if not torch_available():
-        return False
-    if sys.platform.startswith("linux") and not Path("/proc/driver/nvidia/version").exists():
-        return False
-    import torch
-
-    return torch.cuda.is_available()
-
-
-def resolve_device(name: str = "auto") -> str:
-    """``auto`` -> ``cuda`` where available, else ``cpu``; ``cuda`` must be there."""
-    if name not in DEVICES:
-        raise UserError(f"device must be one of {', '.join(DEVICES)}, not {name!r}")
-    if name == "auto":
-        return "cuda" if cuda_available() else "cpu"
-    if name == "cuda" and not cuda_available():
-        if not torch_available():
-            raise UserError("device cuda: CUDA runs through PyTorch, which is not installed; "
-                            "pip install 'fastpercept[train]'")
-        raise UserError("device cuda: no CUDA device is available")
-    return name
 
 
 def choose_backend(device: str) -> str:

@@ -12,8 +12,8 @@ from ..errors import UserError
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """:func:`fastpercept.runtime.backends.resolve_device` as a ``torch.device``."""
-    from .backends import resolve_device as resolve_device_name
+    """:func:`fastpercept.runtime.hardware.resolve_device` as a ``torch.device``."""
+    from .hardware import resolve_device as resolve_device_name
 
     return torch.device(resolve_device_name(str(name)))
 
