@@ -335,6 +335,9 @@ def test_denoise_interpolates_a_model_and_its_real_photo_twin(sr_pair, monkeypat
     assert not np.array_equal(fastpercept.upscale(photo, "sr"), fastpercept.upscale(photo, base))
     assert np.array_equal(fastpercept.upscale(photo, "sr-real"), fastpercept.upscale(photo, real))
     assert np.array_equal(fastpercept.upscale(photo, "x8"), fastpercept.upscale(photo, load_model("x8")))
+    # The shipped pair: x4 for clean inputs, x4-real for real photos, the default where both are.
+    assert np.array_equal(fastpercept.upscale(photo, "x4"), fastpercept.upscale(photo, "x4", denoise=DEFAULT_DENOISE))
+    assert np.array_equal(fastpercept.upscale(photo, "x4", denoise=0), fastpercept.upscale(photo, load_model("x4")))
     assert np.allclose(with_denoise("sr-real", 0.25).weights[key], 0.75 * base.weights[key] + 0.25 * real.weights[key])
     assert np.allclose(with_denoise(sr_pair / "sr.safetensors", 0.5).weights[key], half.weights[key])  # a path
     assert with_denoise("x8", 0).weights.keys() == load_model("x8").weights.keys()  # 0 needs no twin
