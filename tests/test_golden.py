@@ -31,7 +31,7 @@ CASES = [(m["name"], m["name"], None) for m in shipped_models()] + [("mosaic-til
 
 def _input(task: str, tile: int | None = None) -> np.ndarray:
     """(H, W, 3) float32 in [0, 1]."""
-    if task == "style":
+    if task in ("style", "anystyle"):
         rgb = decode_image(ASSETS / "example.jpg", max_size=320 if tile else 96).rgb  # 320x240 or 96x72
     else:
         rgb = decode_image(ASSETS / "example-lr.png").rgb[:, 20:44, 16:40]  # 24x24 crop of the face
@@ -43,6 +43,9 @@ def _output(model: str, tile: int | None, backend: str = "torch") -> np.ndarray:
     x = _input(card["task"], tile)
     if card["task"] == "style":
         y = fastpercept.stylize(x, model, tile=tile, device="cpu", precision="fp32", backend=backend)
+    elif card["task"] == "anystyle":  # the bundled portrait as the painting
+        y = fastpercept.stylize(x, model, style_image=ASSETS / "example-lr.png", tile=tile, device="cpu",
+                                precision="fp32", backend=backend)
     else:  # the model file's own output: no blend with a real-photo twin
         y = fastpercept.upscale(x, model, denoise=0, tile=tile, device="cpu", precision="fp32", backend=backend)
     return np.floor(np.clip(y, 0, 1) * 255 + 0.5).astype(np.uint8)

@@ -1,12 +1,14 @@
 """The models shipped inside the package: present, loadable, described by a complete card."""
 
+import numpy as np
 import pytest
 import torch
 
+import fastpercept
 from fastpercept.api import DEFAULT_STYLE
 from fastpercept.models import load_model, shipped_models
 
-CARD_KEYS = {"task", "arch", "norm", "iterations", "batch_size", "lr", "seed", "train_seconds", "device",
+CARD_KEYS = {"task", "iterations", "batch_size", "lr", "seed", "train_seconds", "device",
              "precision", "dataset", "final_losses", "created", "version"}
 
 
@@ -21,9 +23,15 @@ def test_shipped_model_loads_runs_and_has_a_full_card(entry):
     missing = CARD_KEYS - set(card)
     assert not missing, missing
     if card["task"] == "style":
-        assert {"content_weight", "style_weight", "tv_weight", "style_image", "style_layers", "vgg_sha256"} <= set(card)
+        assert {"arch", "norm", "content_weight", "style_weight", "tv_weight", "style_image", "style_layers",
+                "vgg_sha256"} <= set(card)
+    elif card["task"] == "anystyle":  # no paintings in training: decoders of VGG-16's features
+        assert {"deepest", "image_size", "feature_weight", "vgg_sha256"} <= set(card)
+        y = fastpercept.stylize(torch.rand(1, 3, 19, 26), entry["name"], style_image=np.zeros((8, 8, 3), np.uint8))
+        assert y.shape == (1, 3, 19, 26)
+        return
     else:
-        assert {"scale", "loss", "patch_size"} <= set(card)
+        assert {"arch", "norm", "scale", "loss", "patch_size"} <= set(card)
     model = load_model(entry["name"])
     scale = int(card.get("scale", 1))
     with torch.no_grad():

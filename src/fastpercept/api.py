@@ -244,8 +244,7 @@ def stylize(image: ImageLike, model: str | os.PathLike | LoadedModel | None = No
             computed once and reused for every image, tile and frame.
         style_size: the painting's longest side as it is read (px; never enlarged): larger
             paints finer strokes.
-        strength: 0 returns the input, 1 the full style (a linear blend in between; for a
-            painting, a blend of features at every level).
+        strength: 0 returns the input, 1 the full style (a linear blend in between).
         preserve_color: keep the input's colours, transfer luminance only (Gatys et al. 2016).
         tile: process in overlapping tiles of this many pixels (memory; automatic when needed).
         max_size: downscale so the longest side is at most this (paths, PIL images, videos).
@@ -273,23 +272,20 @@ def stylize(image: ImageLike, model: str | os.PathLike | LoadedModel | None = No
         if output is not None and isinstance(style_image, (str, os.PathLike)):
             refuse_overwriting_inputs(output, [style_image])
         parts = painter.runner(backend, device, precision)
-        runner = parts.with_painting(_painting(style_image, style_size), strength)
-
-        def keep_colors(y: np.ndarray, x: np.ndarray) -> np.ndarray:
-            return _preserve_color(y, x) if preserve_color else y
-
-        return _transform(image, painter, keep_colors, output=output, max_size=max_size, tile=tile, device=device,
-                          precision=precision, backend=backend, crf=crf, codec=codec, stable=stable, fps=fps,
-                          progress=progress, runner=runner)
-    chosen = chosen if chosen is not None else DEFAULT_STYLE
-    if isinstance(chosen, (str, os.PathLike)) and _cached_model(str(chosen)).task == "anystyle":
-        raise UserError(f"{chosen}: an any-painting model takes the painting as style_image= (--style-image)")
+        runner = parts.with_painting(_painting(style_image, style_size))
 
     def post(y: np.ndarray, x: np.ndarray) -> np.ndarray:
         if preserve_color:
             y = _preserve_color(y, x)
         return blend_strength(y, x, strength)
 
+    if style_image is not None:
+        return _transform(image, painter, post, output=output, max_size=max_size, tile=tile, device=device,
+                          precision=precision, backend=backend, crf=crf, codec=codec, stable=stable, fps=fps,
+                          progress=progress, runner=runner)
+    chosen = chosen if chosen is not None else DEFAULT_STYLE
+    if isinstance(chosen, (str, os.PathLike)) and _cached_model(str(chosen)).task == "anystyle":
+        raise UserError(f"{chosen}: an any-painting model takes the painting as style_image= (--style-image)")
     return _transform(image, _model(chosen, "style"), post, output=output, max_size=max_size, tile=tile,
                       device=device, precision=precision, backend=backend, crf=crf, codec=codec, stable=stable,
                       fps=fps, progress=progress)
