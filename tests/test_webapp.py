@@ -95,7 +95,7 @@ def test_stylize_takes_an_uploaded_painting_with_an_any_painting_model(handlers,
     net = WCTNet(WCTConfig(deepest="relu1_1"))  # untrained: the plumbing is under test
     save_model(net, models / "painter.safetensors", {"task": "anystyle", **net.config.to_dict()})
     h = Handlers(find_models(models), tmp_path / "work", **RUNTIME)
-    assert list(h.catalogue.painters) == ["painter"] and "painter" not in h.catalogue.styles
+    assert "painter" in h.catalogue.painters and "painter" not in h.catalogue.styles
     art = tmp_path / "my monet.png"
     Image.fromarray((np.random.default_rng(1).random((40, 30, 3)) * 255).astype(np.uint8)).save(art)
     (_, network), download = h.stylize(str(photo), "mosaic", 1.0, False, 0, str(art))
