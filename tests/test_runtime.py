@@ -271,33 +271,11 @@ def _painter_file(path: Path, deepest: str = "relu2_1") -> Path:
     """An any-painting model file with random weights, written without PyTorch."""
     from safetensors.numpy import save_file
 
-    from fastpercept.architectures import WCTConfig, vgg_prefix
+    from fastpercept.architectures import WCTConfig, wct_tensor_shapes
 
     rng = np.random.default_rng(0)
-    tensors: dict[str, np.ndarray] = {}
-
-    def conv(key: str, out_ch: int, in_ch: int) -> None:
-        tensors[f"{key}.weight"] = (rng.normal(size=(out_ch, in_ch, 3, 3)) / np.sqrt(9 * in_ch)).astype(np.float16)
-        tensors[f"{key}.bias"] = np.zeros(out_ch, np.float16)
-
-    index, in_ch = 0, 3
-    for v in vgg_prefix(deepest):
-        if v != "M":
-            conv(f"encoder.features.{index}", int(v), in_ch)
-            in_ch = int(v)
-        index += 1 if v == "M" else 2
-    config = WCTConfig(deepest=deepest)
-    for level in config.levels:
-        chans = [3] + [int(v) for v in vgg_prefix(level) if v != "M"]
-        i = 0
-        for v in reversed(vgg_prefix(level)):
-            if v == "M":
-                i += 1
-                continue
-            out_ch, in_c = chans[-2], chans[-1]
-            chans.pop()
-            conv(f"decoders.{level}.layers.{i}.1", out_ch, in_c)
-            i += 2 if out_ch != 3 else 1
+    tensors = {k: (rng.normal(size=shape) / np.sqrt(np.prod(shape[1:]) if len(shape) > 1 else 1)).astype(np.float16)
+               for k, shape in wct_tensor_shapes(WCTConfig(deepest=deepest)).items()}
     save_file(tensors, str(path), metadata={"fastpercept": json.dumps({"task": "anystyle", "deepest": deepest})})
     return path
 

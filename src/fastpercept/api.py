@@ -60,8 +60,10 @@ def _model(model: str | os.PathLike | LoadedModel, task: str) -> LoadedModel:
     loaded = model if isinstance(model, LoadedModel) else _cached_model(str(model))
     if loaded.task != task:
         kinds = {"style": "a style", "sr": "an SR", "multistyle": "a multi-style", "anystyle": "an any-painting"}
+        # An any-painting model takes its style from an image: say how to give it one.
+        hint = "; give the painting as style_image= (--style-image)" if loaded.task == "anystyle" else ""
         raise UserError(f"{loaded.name}: {kinds.get(loaded.task, 'a ' + loaded.task)} model, not "
-                        f"{kinds.get(task, 'a ' + task)} model")
+                        f"{kinds.get(task, 'a ' + task)} model{hint}")
     return loaded
 
 
@@ -267,28 +269,23 @@ def stylize(image: ImageLike, model: str | os.PathLike | LoadedModel | None = No
         raise UserError("give the style model once: model= (style= is its former name)")
     chosen = model if model is not None else style
     strength = check_strength(strength)
+    runner = None
     if style_image is not None:
-        painter = _model(chosen if chosen is not None else DEFAULT_ANYSTYLE, "anystyle")
+        loaded = _model(chosen if chosen is not None else DEFAULT_ANYSTYLE, "anystyle")
         if output is not None and isinstance(style_image, (str, os.PathLike)):
             refuse_overwriting_inputs(output, [style_image])
-        parts = painter.runner(backend, device, precision)
-        runner = parts.with_painting(_painting(style_image, style_size))
+        runner = loaded.runner(backend, device, precision).with_painting(_painting(style_image, style_size))
+    else:
+        loaded = _model(chosen if chosen is not None else DEFAULT_STYLE, "style")
 
     def post(y: np.ndarray, x: np.ndarray) -> np.ndarray:
         if preserve_color:
             y = _preserve_color(y, x)
         return blend_strength(y, x, strength)
 
-    if style_image is not None:
-        return _transform(image, painter, post, output=output, max_size=max_size, tile=tile, device=device,
-                          precision=precision, backend=backend, crf=crf, codec=codec, stable=stable, fps=fps,
-                          progress=progress, runner=runner)
-    chosen = chosen if chosen is not None else DEFAULT_STYLE
-    if isinstance(chosen, (str, os.PathLike)) and _cached_model(str(chosen)).task == "anystyle":
-        raise UserError(f"{chosen}: an any-painting model takes the painting as style_image= (--style-image)")
-    return _transform(image, _model(chosen, "style"), post, output=output, max_size=max_size, tile=tile,
-                      device=device, precision=precision, backend=backend, crf=crf, codec=codec, stable=stable,
-                      fps=fps, progress=progress)
+    return _transform(image, loaded, post, output=output, max_size=max_size, tile=tile, device=device,
+                      precision=precision, backend=backend, crf=crf, codec=codec, stable=stable, fps=fps,
+                      progress=progress, runner=runner)
 
 
 def upscale(image: ImageLike, model: str | os.PathLike | LoadedModel = "x4", *, denoise: float | None = None,

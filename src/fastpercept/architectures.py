@@ -120,9 +120,9 @@ WCT_LEVELS: dict[str, tuple[int, int]] = {"relu1_1": (64, 0), "relu2_1": (128, 1
                                           "relu4_1": (512, 3)}
 
 
-# torchvision's vgg16().features: channels of each convolution, "M" a 2x2 max-pool (the encoder of
-# WCTConfig); ImageNet's normalization of its input.
-VGG16_BLOCKS: list[int | str] = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512]
+# torchvision's vgg16().features: channels of each convolution, "M" a 2x2 max-pool (the loss
+# network's layout, and the encoder of WCTConfig); ImageNet's normalization of its input.
+VGG16_BLOCKS: list[int | str] = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512]
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -139,9 +139,53 @@ def vgg_prefix(level: str) -> list[int | str]:
     raise ValueError(level)
 
 
+# The layers of a WCT network in ``nn.Sequential`` order (the position is the state-dict index):
+# ("conv", in, out) a 3x3 convolution, ("relu",), ("pool",) a 2x2 max-pool, ("up",) nearest x2.
+def wct_encoder_layers(level: str) -> list[tuple]:
+    """VGG-16's ``features`` up to ``level``'s ReLU (convolutions zero-padded by 1, as VGG)."""
+    layers: list[tuple] = []
+    in_ch = 3
+    for v in vgg_prefix(level):
+        if v == "M":
+            layers.append(("pool",))
+        else:
+            layers += [("conv", in_ch, int(v)), ("relu",)]
+            in_ch = int(v)
+    return layers
+
+
+def wct_decoder_layers(level: str) -> list[tuple]:
+    """The encoder to ``level`` mirrored: each convolution in -> out becomes out -> in
+    (reflection-padded), followed by a ReLU unless it makes the RGB image; a pool becomes ("up",)."""
+    layers: list[tuple] = []
+    for layer in reversed(wct_encoder_layers(level)):
+        if layer[0] == "pool":
+            layers.append(("up",))
+        elif layer[0] == "conv":
+            layers.append(("conv", layer[2], layer[1]))
+            if layer[1] != 3:
+                layers.append(("relu",))
+    return layers
+
+
 def relu_index(level: str) -> int:
-    """Index of ``level``'s ReLU in ``features`` (conv, relu, ..., pool): relu1_1 1, relu3_1 11."""
-    return sum(2 if v != "M" else 1 for v in vgg_prefix(level)) - 1
+    """Index of ``level``'s ReLU in ``features``: relu1_1 1, relu3_1 11."""
+    return len(wct_encoder_layers(level)) - 1
+
+
+def wct_tensor_shapes(config: WCTConfig) -> dict[str, tuple[int, ...]]:
+    """Every tensor of the network ``config`` describes, by state-dict name, and its shape."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    parts = [("encoder.features", wct_encoder_layers(config.deepest))]
+    parts += [(f"decoders.{level}.layers", wct_decoder_layers(level)) for level in config.levels]
+    for prefix, layers in parts:
+        # The decoder's convolutions are ConvLayers (padding, then the convolution at ".1").
+        conv = "" if prefix.startswith("encoder") else ".1"
+        for i, layer in enumerate(layers):
+            if layer[0] == "conv":
+                shapes[f"{prefix}.{i}{conv}.weight"] = (layer[2], layer[1], 3, 3)
+                shapes[f"{prefix}.{i}{conv}.bias"] = (layer[2],)
+    return shapes
 
 
 @dataclass(frozen=True)

@@ -299,16 +299,11 @@ def load_model(model: str | os.PathLike | None = None, device: str = "cpu", *,
 
 def _check_weights(model: LoadedModel, path: Path) -> None:
     """:class:`UserError` when the weights do not make the card's network (a tensor missing,
-    unexpected or of the wrong shape), found by building its graph."""
-    from .graphs import WeightsMismatch
+    unexpected or of the wrong shape; :func:`fastpercept.graphs.check_weights`)."""
+    from .graphs import WeightsMismatch, check_weights
 
     try:
-        if model.task == "anystyle":
-            from .graphs.wct import check_wct_weights
-
-            check_wct_weights(model.config, model.weights)
-        else:
-            model.graph("plain")
+        check_weights(model.card, model.weights)
     except WeightsMismatch as e:
         raise UserError(f"{path}: weights do not match the card's architecture: {e}") from None
 
@@ -355,21 +350,18 @@ def with_denoise(model: str | os.PathLike, denoise: float | None = None) -> Load
     ``denoise=None``: :data:`DEFAULT_DENOISE` when ``model`` is the first of an installed pair,
     otherwise the model as named; ``denoise=0``: the model as named, twin or not.
     """
-    pair = denoise_pair(model)
+    path = resolve_model_path(model)
+    pair = denoise_pair(path)
     if denoise is None:
-        named = resolve_model_path(model)
-        if pair is None or named != pair[0]:
-            return load_model(named)
-        denoise = DEFAULT_DENOISE
+        denoise = DEFAULT_DENOISE if pair is not None and path == pair[0] else 0
     if denoise == 0:
-        return load_model(model)
-    if denoise == 1 and pair is not None:
-        return load_model(pair[1])
+        return load_model(path)
     if pair is None:
-        path = resolve_model_path(model)
         stem = path.stem.removesuffix(DENOISE_SUFFIX)
         raise UserError(f"{stem}: denoise needs the models {stem} and {stem}{DENOISE_SUFFIX} (trained on real-photo "
                         f"degradations) side by side; one of them is not installed")
+    if denoise == 1:
+        return load_model(pair[1])
     return interpolate_models(load_model(pair[0]), load_model(pair[1]), denoise)
 
 

@@ -13,12 +13,13 @@ from typing import Any
 
 import numpy as np
 
-from ..architectures import SRNetConfig, StyleNetConfig, arch_config
+from ..architectures import SRNetConfig, StyleNetConfig, WCTConfig, arch_config
 from .blocks import GRAPH_KINDS, ONNX_OPSET, GraphBuilder, WeightsMismatch
 from .sr import sr_graph
 from .style import style_graph
 
-__all__ = ["GRAPH_KINDS", "ONNX_OPSET", "GraphBuilder", "WeightsMismatch", "build_graph", "sr_graph", "style_graph"]
+__all__ = ["GRAPH_KINDS", "ONNX_OPSET", "GraphBuilder", "WeightsMismatch", "build_graph", "check_weights", "sr_graph",
+           "style_graph"]
 
 
 def build_graph(card: Mapping[str, Any], weights: Mapping[str, np.ndarray], kind: str = "plain",
@@ -40,3 +41,16 @@ def build_graph(card: Mapping[str, Any], weights: Mapping[str, np.ndarray], kind
     if isinstance(config, SRNetConfig):
         return sr_graph(config, weights, kind, metadata)
     raise ValueError(f"no inference graph for a {card.get('task')} card; choose a style of a multi-style model first")
+
+
+def check_weights(card: Mapping[str, Any], weights: Mapping[str, np.ndarray]) -> None:
+    """:class:`WeightsMismatch` unless ``weights`` make the card's network (a tensor missing,
+    unexpected or of another shape): the plain graph is built, or for a cascade of graphs
+    (any-painting models) every tensor's name and shape is compared with what it needs."""
+    config = arch_config(card)
+    if isinstance(config, WCTConfig):
+        from .wct import check_wct_weights
+
+        check_wct_weights(config, weights)
+    else:
+        build_graph(card, weights, "plain")

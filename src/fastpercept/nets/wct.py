@@ -14,8 +14,18 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..architectures import IMAGENET_MEAN, IMAGENET_STD, WCTConfig, relu_index, vgg_prefix
+from ..architectures import (IMAGENET_MEAN, IMAGENET_STD, WCTConfig, relu_index, wct_decoder_layers,
+                             wct_encoder_layers)
 from .blocks import ConvLayer
+
+def _module(layer: tuple, conv, **conv_args) -> nn.Module:
+    """The module of one entry of :func:`~fastpercept.architectures.wct_encoder_layers` (or decoder)."""
+    kind = layer[0]
+    if kind == "conv":
+        return conv(layer[1], layer[2], 3, **conv_args)
+    return {"relu": nn.ReLU, "pool": lambda: nn.MaxPool2d(2, 2),
+            "up": lambda: nn.Upsample(scale_factor=2, mode="nearest")}[kind]()
+
 
 class VGGEncoder(nn.Module):
     """Frozen VGG-16 up to ``deepest``: [0, 1] RGB (N, 3, H, W) -> the relu of any level up to it,
@@ -23,15 +33,7 @@ class VGGEncoder(nn.Module):
 
     def __init__(self, deepest: str) -> None:
         super().__init__()
-        layers: list[nn.Module] = []
-        in_ch = 3
-        for v in vgg_prefix(deepest):
-            if v == "M":
-                layers.append(nn.MaxPool2d(2, 2))
-            else:
-                layers += [nn.Conv2d(in_ch, int(v), 3, padding=1), nn.ReLU()]
-                in_ch = int(v)
-        self.features = nn.Sequential(*layers)
+        self.features = nn.Sequential(*(_module(layer, nn.Conv2d, padding=1) for layer in wct_encoder_layers(deepest)))
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.requires_grad_(False)
@@ -47,20 +49,7 @@ class Decoder(nn.Module):
 
     def __init__(self, level: str) -> None:
         super().__init__()
-        layers: list[nn.Module] = []
-        prefix = vgg_prefix(level)
-        # Walk VGG backwards: its convolution in -> out becomes out -> in; a pool becomes x2.
-        ins = [3] + [int(v) for v in prefix if v != "M"][:-1]
-        convs = iter(reversed(list(zip(ins, (int(v) for v in prefix if v != "M")))))
-        for v in reversed(prefix):
-            if v == "M":
-                layers.append(nn.Upsample(scale_factor=2, mode="nearest"))
-                continue
-            in_ch, out_ch = next(convs)
-            layers.append(ConvLayer(out_ch, in_ch, 3))
-            if in_ch != 3:
-                layers.append(nn.ReLU())
-        self.layers = nn.Sequential(*layers)
+        self.layers = nn.Sequential(*(_module(layer, ConvLayer) for layer in wct_decoder_layers(level)))
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
         return self.layers(f)

@@ -10,11 +10,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..architectures import IMAGENET_MEAN, IMAGENET_STD
+from ..architectures import IMAGENET_MEAN, IMAGENET_STD, VGG16_BLOCKS
 from .weights import VGG16_CONV_INDICES, ResolvedWeights, resolve_vgg16
 
-# (name, out_channels) per conv in order; "M" is a 2x2 max-pool.
-_VGG16_CFG: list[int | str] = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512]
 VGG16_LAYERS: tuple[str, ...] = (
     "relu1_1", "relu1_2", "relu2_1", "relu2_2", "relu3_1", "relu3_2", "relu3_3",
     "relu4_1", "relu4_2", "relu4_3", "relu5_1", "relu5_2", "relu5_3",
@@ -26,7 +24,7 @@ def _build_features(convs: int = len(VGG16_CONV_INDICES)) -> nn.Sequential:
     up to the relu of convolution number ``convs``."""
     layers: list[nn.Module] = []
     in_ch = 3
-    for v in _VGG16_CFG:
+    for v in VGG16_BLOCKS:
         if len(layers) == VGG16_CONV_INDICES[convs - 1] + 2:  # that conv and its relu are in
             break
         if v == "M":

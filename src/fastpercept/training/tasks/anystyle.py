@@ -85,9 +85,7 @@ def setup(cfg: AnyStyleConfig) -> TrainingSetup:
                                               for k in net.encoder.features.state_dict()})
         return net
 
-    model, init_card = initial_model(cfg, "anystyle", fresh)
-    if model.config.deepest != cfg.deepest and init_card is None:
-        raise UserError(f"--deepest {cfg.deepest}: the network was built for {model.config.deepest}")
+    model, init_card = initial_model(cfg, "anystyle", fresh)  # an --init-from model's levels win
     model.encoder.requires_grad_(False)
     dataset = dataset_record(cfg.data, files)
     card: dict[str, Any] = {
