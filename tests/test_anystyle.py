@@ -54,6 +54,22 @@ def test_whiten_color_gives_the_paintings_statistics():
     assert np.allclose(half, (out + photo) / 2, atol=1e-2)
 
 
+def test_adain_gives_each_channel_the_paintings_mean_and_deviation():
+    rng = np.random.default_rng(2)
+    photo = (rng.normal(size=(5, 16, 16)) * 3 + 2).astype(np.float32)
+    painting = (rng.random((5, 20, 24)) * rng.random((5, 1, 1)) * 9).astype(np.float32)
+    photo_m, painting_m = whitening(photo, "adain"), coloring(painting, "adain")
+    assert np.count_nonzero(photo_m.matrix - np.diag(np.diagonal(photo_m.matrix))) == 0
+    out = whiten_color(photo, photo_m, painting_m)
+    axes = (1, 2)
+    assert np.allclose(out.mean(axis=axes), painting.mean(axis=axes), atol=1e-4)
+    assert np.allclose(out.std(axis=axes), painting.std(axis=axes), rtol=1e-3)
+    # Channel by channel, an affine map of the photo (not WCT's mixing): correlations stay 1.
+    for c in range(5):
+        assert np.corrcoef(out[c].ravel(), photo[c].ravel())[0, 1] > 0.9999
+    assert not np.allclose(whiten_color(photo, whitening(photo), coloring(painting)), out, atol=1e-2)
+
+
 def test_graphs_match_the_pytorch_network(painter):
     model = load_model(painter)
     net = model.net
@@ -182,3 +198,43 @@ def test_a_clip_in_a_paintings_style(painter, tmp_path):
     with av.open(str(result)) as got:
         frames = [f.to_ndarray(format="rgb24") for f in got.decode(video=0)]
     assert len(frames) == 5 and frames[0].shape == (48, 64, 3)
+
+
+def test_objective_training_on_paintings(painter, vgg, tmp_path, capsys):
+    """``--loss objective``: one AdaIN decoder, started from another model's, trained on the
+    paper's objective with paintings; what the card says; the flags it refuses."""
+    from fastpercept.apps.cli import main
+
+    data, paintings = tmp_path / "photos", tmp_path / "paintings"
+    data.mkdir(), paintings.mkdir()
+    for i in range(3):
+        Image.fromarray(_image(20 + i, 48, 56)).save(data / f"{i}.png")
+    for i in range(2):
+        Image.fromarray(_image(30 + i, 72, 64)).save(paintings / f"painting{i}.png")
+    base = ["train", "anystyle", "--data", str(data), "--deepest", "relu2_1", "--image-size", "32", "--batch-size",
+            "2", "--precision", "fp32", "--log-every", "1"]
+    out = tmp_path / "adain.safetensors"
+    assert main([*base, "--loss", "objective", "--single-level", "--transform", "adain", "--paintings",
+                 str(paintings), "--views", "3", "--view-size", "32", "--style-size", "64", "--iters", "3",
+                 "--lr", "1e-3", "--decoders-from", str(painter), "-o", str(out)]) == 0
+    model = load_model(out)
+    card = model.card
+    assert (card["transform"], card["cascade"], card["loss"], card["views"]) == ("adain", False, "objective", 3)
+    assert card["paintings"]["files"] == 2 and card["decoders_from"] == painter.name
+    assert len(card["decoders_from_sha256"]) == 64 and model.config.levels == ("relu2_1",)
+    assert set(model.weights) == {k for k in load_model(painter).weights if "relu1_1" not in k}
+    head, *rows = (out.with_suffix(".ckpt") / "losses.csv").read_text().splitlines()
+    assert len(rows) == 3 and {"content", "style", "tv", "total"} <= set(head.split(","))
+    # It paints: the output differs with the painting.
+    photo = _image(40, 48, 48)
+    a, b = (fastpercept.stylize(photo, out, style_image=_image(41 + i, 64, 64)) for i in range(2))
+    assert a.shape == (48, 48, 3) and np.abs(a.astype(int) - b.astype(int)).mean() > 1
+
+    capsys.readouterr()
+    for extra, words in ((["--loss", "objective", "--single-level"], "--paintings"),
+                         (["--loss", "objective", "--paintings", str(paintings)], "--single-level"),
+                         (["--paintings", str(paintings)], "--loss objective")):
+        assert main([*base, *extra, "-o", str(tmp_path / "no.safetensors")]) == 2
+        err = capsys.readouterr().err
+        assert words in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "no.safetensors").exists()

@@ -168,6 +168,9 @@ def wct_decoder_layers(level: str) -> list[tuple]:
     return layers
 
 
+ANYSTYLE_TRANSFORMS = ("wct", "adain")
+
+
 def relu_index(level: str) -> int:
     """Index of ``level``'s ReLU in ``features``: relu1_1 1, relu3_1 11."""
     return len(wct_encoder_layers(level)) - 1
@@ -196,16 +199,27 @@ class WCTConfig:
 
     ``deepest``: the deepest level; the cascade runs from it down to ``relu1_1`` (coarse style
     first, fine texture last). A level holds the encoder to it and its mirror as the decoder.
+    ``cascade`` False: ``deepest`` alone.
+
+    ``transform``: what the photo's features take of the painting's at each level: ``"wct"``
+    its mean and covariance (whitening and colouring), ``"adain"`` its per-channel mean and
+    standard deviation (Huang & Belongie 2017, "Arbitrary Style Transfer in Real-time with
+    Adaptive Instance Normalization").
     """
 
     deepest: str = "relu3_1"
+    transform: str = "wct"
+    cascade: bool = True
 
     def __post_init__(self) -> None:
         _check_choice("deepest", self.deepest, tuple(WCT_LEVELS))
+        _check_choice("transform", self.transform, ANYSTYLE_TRANSFORMS)
 
     @property
     def levels(self) -> tuple[str, ...]:
         """The cascade's levels, deepest first."""
+        if not self.cascade:
+            return (self.deepest,)
         names = list(WCT_LEVELS)
         return tuple(reversed(names[:names.index(self.deepest) + 1]))
 
@@ -251,7 +265,9 @@ ARCHITECTURES: dict[str, Architecture] = {
                        required_keys=("scale",),
                        # Model files written before these keys existed hold the paper's SR network.
                        legacy_arch={"upsample": "deconv", "skip": "none"}),
-    "anystyle": Architecture(WCTConfig, lambda card: f"any painting as the style (WCT to {card.get('deepest')})"),
+    "anystyle": Architecture(WCTConfig, lambda card: "any painting as the style ("
+                             + f"{str(card.get('transform', 'wct')).upper()} "
+                             + ("to " if card.get("cascade", True) else "at ") + f"{card.get('deepest')})"),
     "multistyle": Architecture(MultiStyleNetConfig, lambda card: ", ".join(card.get("style_names", [])),
                                required_keys=("styles", "style_names")),
 }

@@ -7,7 +7,9 @@ colouring transform, and ``L``'s decoder turns them back into an image:
     f_cs = C_s W_c (f - m_c) + m_s,    W_c = E_c D_c^-1/2 E_c^T,   C_s = E_s D_s^1/2 E_s^T
 
 with ``(m, E D E^T)`` the mean and eigendecomposed covariance (+ identity, as Li et al., which
-keeps flat regions from blowing up) of the photo's (c) and the painting's (s) features.
+keeps flat regions from blowing up) of the photo's (c) and the painting's (s) features. AdaIN
+(``transform="adain"``, Huang & Belongie 2017) is the same map with diagonal matrices: each
+channel takes the painting's mean and standard deviation (variance + 1e-5).
 ``strength`` a blends in feature space at every level: ``a f_cs + (1 - a) f``. The networks run
 as graphs (:mod:`fastpercept.graphs.wct`); the transform is NumPy. The painting's statistics
 are computed once per painting (:meth:`AnyStyleParts.painting`) and shared by every photo,
@@ -46,15 +48,21 @@ class Moments:
     matrix: np.ndarray
 
 
-def feature_moments(f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(mean (C,), covariance (C, C))`` of features ``f`` (C, H, W), float64; the covariance
-    has the identity added (Li et al.): every eigenvalue is at least 1. Beyond
+ADAIN_EPS = 1e-5  # added to AdaIN's variances (Huang & Belongie's epsilon)
+
+
+def feature_moments(f: np.ndarray, transform: str = "wct") -> tuple[np.ndarray, np.ndarray]:
+    """``(mean (C,), covariance (C, C))`` of features ``f`` (C, H, W), float64. For ``"wct"``
+    the covariance has the identity added (Li et al.): every eigenvalue is at least 1; for
+    ``"adain"`` it is diagonal, the variances + :data:`ADAIN_EPS`. Beyond
     :data:`MOMENT_SAMPLES` positions, from a regular subsample of them."""
     x = f.reshape(f.shape[0], -1)
     if x.shape[1] > MOMENT_SAMPLES:  # a regular subsample estimates C x C moments as well, for less
         x = x[:, ::x.shape[1] // MOMENT_SAMPLES]
     mean = x.mean(axis=1, dtype=np.float64)
     x = x - mean.astype(x.dtype)[:, None]
+    if transform == "adain":
+        return mean, np.diag(np.mean(np.square(x, dtype=np.float64), axis=1) + ADAIN_EPS)
     # The product in float32 (BLAS; 4x the float64 speed here), summed over H W values of
     # similar size: its relative error stays near 1e-6, far below what the transform needs.
     cov = (x @ x.T).astype(np.float64) / max(x.shape[1] - 1, 1) + np.eye(x.shape[0])
@@ -63,19 +71,21 @@ def feature_moments(f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _eigen_power(cov: np.ndarray, power: float) -> np.ndarray:
     """``E diag(lambda^power) E^T`` of a symmetric positive definite matrix."""
+    if not np.any(cov - np.diag(np.diagonal(cov))):  # diagonal (AdaIN): no decomposition needed
+        return np.diag(np.clip(np.diagonal(cov), 1e-8, None) ** power)
     values, vectors = np.linalg.eigh(cov)
     return (vectors * np.clip(values, 1e-8, None) ** power) @ vectors.T
 
 
-def whitening(f: np.ndarray) -> Moments:
+def whitening(f: np.ndarray, transform: str = "wct") -> Moments:
     """The photo's side: mean and ``W = E D^-1/2 E^T`` of features ``f`` (C, H, W)."""
-    mean, cov = feature_moments(f)
+    mean, cov = feature_moments(f, transform)
     return Moments(mean, _eigen_power(cov, -0.5))
 
 
-def coloring(f: np.ndarray) -> Moments:
+def coloring(f: np.ndarray, transform: str = "wct") -> Moments:
     """The painting's side: mean and ``C = E D^1/2 E^T`` of features ``f`` (C, H, W)."""
-    mean, cov = feature_moments(f)
+    mean, cov = feature_moments(f, transform)
     return Moments(mean, _eigen_power(cov, 0.5))
 
 
@@ -164,7 +174,7 @@ class AnyStyleParts:
             if key in self._paintings:
                 self._paintings.move_to_end(key)
                 return self._paintings[key]
-        moments = [coloring(self.encoders[lv](image[None])[0]) for lv in self.config.levels]
+        moments = [coloring(self.encoders[lv](image[None])[0], self.config.transform) for lv in self.config.levels]
         with self._lock:
             self._paintings[key] = moments
             while len(self._paintings) > PAINTING_CACHE:
@@ -199,7 +209,7 @@ class PaintingRunner:
         seen = []
         for i, level in enumerate(self.parts.config.levels):
             f = self.parts.encoders[level](x)[0]
-            photo = given[i] if given is not None else whitening(f)
+            photo = given[i] if given is not None else whitening(f, self.parts.config.transform)
             seen.append(photo)
             x = self.parts.decoders[level](whiten_color(f, photo, self.painting[i], self.strength)[None])
         return x, seen

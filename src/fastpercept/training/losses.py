@@ -131,7 +131,6 @@ class StyleObjective:
         with torch.no_grad():
             feats = self.vgg(self.style_image.float(), self.weights.style_layers)
             self.style_grams = {k: gram_matrix(v) for k, v in feats.items()}
-        self.layers = tuple(dict.fromkeys((*self.weights.style_layers, self.weights.content_layer)))
 
     def content_features(self, content: torch.Tensor) -> torch.Tensor:
         """Features of the content images at the content layer, with no graph."""
@@ -143,11 +142,24 @@ class StyleObjective:
 
         Returns a dict with ``content``, ``style``, ``tv`` (unweighted) and ``total`` (weighted).
         """
-        w = self.weights
-        feats = self.vgg(output, self.layers)
-        content = feature_reconstruction_loss(feats[w.content_layer], content_feat)
-        style = sum(style_reconstruction_loss(gram_matrix(feats[k]), self.style_grams[k].to(feats[k].device))
-                    for k in w.style_layers)
-        tv = total_variation_loss(output)
-        total = w.content_weight * content + w.style_weight * style + w.tv_weight * tv
-        return {"content": content, "style": style, "tv": tv, "total": total}
+        return objective_terms(self.vgg, output, content_feat, self.style_grams, self.weights)
+
+
+def objective_terms(vgg: VGG16Features, output: torch.Tensor, content_feat: torch.Tensor,
+                    style_grams: dict[str, torch.Tensor], weights: ObjectiveWeights) -> dict[str, torch.Tensor]:
+    """The paper's objective of ``output`` (N, 3, H, W) in [0, 1]: ``content``, ``style``, ``tv``
+    (unweighted) and the weighted ``total``.
+
+    Args:
+        content_feat: the content images' features at ``weights.content_layer`` (N, C, h, w).
+        style_grams: per style layer, the target Gram matrices, (1, C, C) for one style image
+            or (N, C, C), one per output.
+    """
+    w = weights
+    feats = vgg(output, tuple(dict.fromkeys((*w.style_layers, w.content_layer))))
+    content = feature_reconstruction_loss(feats[w.content_layer], content_feat)
+    style = sum(style_reconstruction_loss(gram_matrix(feats[k]), style_grams[k].to(feats[k].device))
+                for k in w.style_layers)
+    tv = total_variation_loss(output)
+    total = w.content_weight * content + w.style_weight * style + w.tv_weight * tv
+    return {"content": content, "style": style, "tv": tv, "total": total}
