@@ -20,17 +20,17 @@ def test_campaign_dry_run(shared_data, vgg, tmp_path):  # vgg: the weights are r
     done = subprocess.run([sys.executable, str(SCRIPT), "pack", "--data", str(shared_data), "--dest", str(pack),
                            "--limit", "2", "--budget-mib", "1000"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    # Styles finish their 3 steps; the SR model's target is out of reach, so the deadline (30 s:
-    # 150 s less 120 s reserved) stops it with SIGTERM and its model comes from the checkpoint. The
-    # reserve is generous because four exports and evaluations run one after another after it and a
-    # slow CI machine took 40 s for three of them; the run ends when they do, not at the deadline.
+    # Styles finish their 3 steps; the SR model's target is out of reach, so the deadline (60 s:
+    # 210 s less 150 s reserved) stops it with SIGTERM and its model comes from the checkpoint. The
+    # times are generous because a loaded CI machine took 40 s for three exports and evaluations,
+    # which run one after another after the deadline; the run ends when they do, not at the deadline.
     done = subprocess.run([sys.executable, str(SCRIPT), "run", "--pack", str(pack), "--out", str(out),
-                           "--work", str(tmp_path / "work"), "--minutes", "2.5", "--reserve", "120",
+                           "--work", str(tmp_path / "work"), "--minutes", "3.5", "--reserve", "150",
                            "--models", "mosaic,the_scream-from-mosaic,mosaic-half,x4-pixel", "--iters", "3",
                            "--image-size", "32",
                            "--eval-size", "64", "--device", "cpu", "--precision", "fp32", "--workers", "0",
                            "--checkpoint-every", "1", "--report-every", "10", "--grace", "20"],
-                          capture_output=True, text=True, timeout=240)
+                          capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
 
     files = sorted(p.name for p in out.iterdir())
@@ -42,7 +42,11 @@ def test_campaign_dry_run(shared_data, vgg, tmp_path):  # vgg: the weights are r
 
     for name in ("mosaic", "the_scream-from-mosaic", "mosaic-half"):
         m = models[name]
-        assert (m["status"], m["train_rc"], m["iterations"]) == ("finished", 0, 3)
+        # A machine loaded enough to keep a style from writing its model within 60 s gets it from
+        # the checkpoint of its last step, at the deadline: 3 iterations either way.
+        assert (m["status"], m["train_rc"]) in {("finished", 0), ("stopped at deadline", 143),
+                                                ("stopped at deadline", -15)}
+        assert m["iterations"] == 3
         assert math.isfinite(m["eval"]["heldout"]["network"]["total"])
     sr = models["x4-pixel"]
     assert (sr["status"], sr["train_rc"]) == ("stopped at deadline", 143)  # 128 + SIGTERM, checkpoint saved
