@@ -201,8 +201,9 @@ def test_a_clip_in_a_paintings_style(painter, tmp_path):
 
 
 def test_objective_training_on_paintings(painter, vgg, tmp_path, capsys):
-    """``--loss objective``: one AdaIN decoder, started from another model's, trained on the
-    paper's objective with paintings; what the card says; the flags it refuses."""
+    """``--loss objective``: AdaIN at relu2_1 then WCT at relu1_1, decoders started from another
+    model's, the deepest trained on the paper's objective with paintings through the cascade
+    (the one below kept); what the card says; the flags it refuses."""
     from fastpercept.apps.cli import main
 
     data, paintings = tmp_path / "photos", tmp_path / "paintings"
@@ -214,15 +215,20 @@ def test_objective_training_on_paintings(painter, vgg, tmp_path, capsys):
     base = ["train", "anystyle", "--data", str(data), "--deepest", "relu2_1", "--image-size", "32", "--batch-size",
             "2", "--precision", "fp32", "--log-every", "1"]
     out = tmp_path / "adain.safetensors"
-    assert main([*base, "--loss", "objective", "--single-level", "--transform", "adain", "--paintings",
+    assert main([*base, "--loss", "objective", "--transform", "adain", "--paintings",
                  str(paintings), "--views", "3", "--view-size", "32", "--style-size", "64", "--iters", "3",
                  "--lr", "1e-3", "--decoders-from", str(painter), "-o", str(out)]) == 0
-    model = load_model(out)
+    model, source = load_model(out), load_model(painter).weights
     card = model.card
-    assert (card["transform"], card["cascade"], card["loss"], card["views"]) == ("adain", False, "objective", 3)
-    assert card["paintings"]["files"] == 2 and card["decoders_from"] == painter.name
-    assert len(card["decoders_from_sha256"]) == 64 and model.config.levels == ("relu2_1",)
-    assert set(model.weights) == {k for k in load_model(painter).weights if "relu1_1" not in k}
+    assert (card["transform"], card["cascade"], card["loss"], card["views"]) == ("adain", True, "objective", 3)
+    assert card["paintings"]["files"] == 2 and card["decoders_from"][0]["model"] == painter.name
+    assert len(card["decoders_from"][0]["model_sha256"]) == 64 and model.config.levels == ("relu2_1", "relu1_1")
+    assert set(model.weights) == set(source)
+    decoders = {k: v for k, v in model.weights.items() if k.startswith("decoders.")}  # the encoder is VGG's
+    assert len(decoders) == 8
+    for key, value in decoders.items():  # fp16 in the file: the kept tensors within its rounding
+        kept = np.allclose(value, source[key], rtol=1e-3, atol=1e-4)
+        assert kept == (not key.startswith("decoders.relu2_1")), key
     head, *rows = (out.with_suffix(".ckpt") / "losses.csv").read_text().splitlines()
     assert len(rows) == 3 and {"content", "style", "tv", "total"} <= set(head.split(","))
     # It paints: the output differs with the painting.
@@ -232,7 +238,7 @@ def test_objective_training_on_paintings(painter, vgg, tmp_path, capsys):
 
     capsys.readouterr()
     for extra, words in ((["--loss", "objective", "--single-level"], "--paintings"),
-                         (["--loss", "objective", "--paintings", str(paintings)], "--single-level"),
+                         (["--loss", "objective", "--paintings", str(paintings)], "--decoders-from"),
                          (["--paintings", str(paintings)], "--loss objective")):
         assert main([*base, *extra, "-o", str(tmp_path / "no.safetensors")]) == 2
         err = capsys.readouterr().err

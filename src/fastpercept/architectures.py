@@ -201,10 +201,11 @@ class WCTConfig:
     first, fine texture last). A level holds the encoder to it and its mirror as the decoder.
     ``cascade`` False: ``deepest`` alone.
 
-    ``transform``: what the photo's features take of the painting's at each level: ``"wct"``
+    ``transform``: what the photo's features take of the painting's at ``deepest``: ``"wct"``
     its mean and covariance (whitening and colouring), ``"adain"`` its per-channel mean and
     standard deviation (Huang & Belongie 2017, "Arbitrary Style Transfer in Real-time with
-    Adaptive Instance Normalization").
+    Adaptive Instance Normalization"). The levels below always take WCT's: they bring the
+    painting's colours and fine texture to what the deepest decoder painted.
     """
 
     deepest: str = "relu3_1"
@@ -222,6 +223,10 @@ class WCTConfig:
             return (self.deepest,)
         names = list(WCT_LEVELS)
         return tuple(reversed(names[:names.index(self.deepest) + 1]))
+
+    def level_transform(self, level: str) -> str:
+        """The transform at ``level`` (``transform`` at the deepest, ``"wct"`` below it)."""
+        return self.transform if level == self.deepest else "wct"
 
     scale = 1
     norm = "none"  # no instance norm: no per-tile statistics to share

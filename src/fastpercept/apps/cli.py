@@ -342,9 +342,7 @@ def _config(cls, a: argparse.Namespace):
     import dataclasses
 
     values = {f.name: getattr(a, f.name) for f in dataclasses.fields(cls) if getattr(a, f.name, None) is not None}
-    if "style_layers" in values:
-        values["style_layers"] = tuple(values["style_layers"])
-    return cls(**values)
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})  # lists: tuple fields
 
 
 def cmd_train(a: argparse.Namespace) -> int:

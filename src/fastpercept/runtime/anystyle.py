@@ -8,8 +8,9 @@ colouring transform, and ``L``'s decoder turns them back into an image:
 
 with ``(m, E D E^T)`` the mean and eigendecomposed covariance (+ identity, as Li et al., which
 keeps flat regions from blowing up) of the photo's (c) and the painting's (s) features. AdaIN
-(``transform="adain"``, Huang & Belongie 2017) is the same map with diagonal matrices: each
-channel takes the painting's mean and standard deviation (variance + 1e-5).
+(``transform="adain"``, Huang & Belongie 2017; at the deepest level, the levels below WCT) is
+the same map with diagonal matrices: each channel takes the painting's mean and standard
+deviation (variance + 1e-5).
 ``strength`` a blends in feature space at every level: ``a f_cs + (1 - a) f``. The networks run
 as graphs (:mod:`fastpercept.graphs.wct`); the transform is NumPy. The painting's statistics
 are computed once per painting (:meth:`AnyStyleParts.painting`) and shared by every photo,
@@ -89,14 +90,21 @@ def coloring(f: np.ndarray, transform: str = "wct") -> Moments:
     return Moments(mean, _eigen_power(cov, 0.5))
 
 
-def whiten_color(f: np.ndarray, photo: Moments, painting: Moments, strength: float = 1.0) -> np.ndarray:
-    """The features ``f`` (C, H, W) with the painting's statistics, blended with ``f`` by
-    ``strength`` in [0, 1]; float32 (C, H, W). One affine map: ``A (f - m_c) + b``."""
-    c = f.shape[0]
+def color_map(photo: Moments, painting: Moments, strength: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """``(A (C, C), b (C,))``, float32: the affine map ``f -> A (f - m_c) + b`` that gives
+    features with the photo's moments the painting's, blended with the identity by ``strength``."""
+    c = photo.mean.shape[0]
     a = strength * (painting.matrix @ photo.matrix) + (1 - strength) * np.eye(c)
     b = strength * painting.mean + (1 - strength) * photo.mean
-    x = f.reshape(c, -1)
-    y = a.astype(np.float32) @ (x - photo.mean.astype(np.float32)[:, None]) + b.astype(np.float32)[:, None]
+    return a.astype(np.float32), b.astype(np.float32)
+
+
+def whiten_color(f: np.ndarray, photo: Moments, painting: Moments, strength: float = 1.0) -> np.ndarray:
+    """The features ``f`` (C, H, W) with the painting's statistics, blended with ``f`` by
+    ``strength`` in [0, 1]; float32 (C, H, W): :func:`color_map` applied."""
+    a, b = color_map(photo, painting, strength)
+    x = f.reshape(f.shape[0], -1)
+    y = a @ (x - photo.mean.astype(np.float32)[:, None]) + b[:, None]
     return y.reshape(f.shape)
 
 
@@ -174,7 +182,8 @@ class AnyStyleParts:
             if key in self._paintings:
                 self._paintings.move_to_end(key)
                 return self._paintings[key]
-        moments = [coloring(self.encoders[lv](image[None])[0], self.config.transform) for lv in self.config.levels]
+        moments = [coloring(self.encoders[lv](image[None])[0], self.config.level_transform(lv))
+                   for lv in self.config.levels]
         with self._lock:
             self._paintings[key] = moments
             while len(self._paintings) > PAINTING_CACHE:
@@ -209,7 +218,7 @@ class PaintingRunner:
         seen = []
         for i, level in enumerate(self.parts.config.levels):
             f = self.parts.encoders[level](x)[0]
-            photo = given[i] if given is not None else whitening(f, self.parts.config.transform)
+            photo = given[i] if given is not None else whitening(f, self.parts.config.level_transform(level))
             seen.append(photo)
             x = self.parts.decoders[level](whiten_color(f, photo, self.painting[i], self.strength)[None])
         return x, seen

@@ -10,14 +10,16 @@ over the levels ``L`` of the cascade, with ``f = encode(x, L)`` and ``y = decode
 
 The encoder is VGG-16 with the loss network's ImageNet weights, frozen; only decoders learn.
 
-``--loss objective`` (one level, ``--single-level``) trains the decoder as AdaIN does (Huang &
-Belongie 2017), on paintings: the photo's features at the level take a painting's statistics
-(the model's transform, :mod:`fastpercept.runtime.anystyle`, the same code as at inference)
-and the decoder's image is scored by the paper's objective against the photo (content) and
-that painting (Gram matrices), :func:`~fastpercept.training.losses.objective_terms`. Each
-sample draws one of ``--views`` views of each painting of ``--paintings``: the whole painting
-(longest side ``--style-size``) or a random ``--view-size`` square of it, so that a few dozen
-paintings give the decoder several hundred sets of statistics.
+``--loss objective`` trains the deepest decoder as AdaIN does (Huang & Belongie 2017), on
+paintings: the photo goes through the whole network as at inference — at each level its
+features take a painting's statistics (:mod:`fastpercept.runtime.anystyle`'s moments and
+affine map, the map applied in PyTorch so that gradients pass) — and the output is scored by
+the paper's objective against the photo (content) and that painting (Gram matrices),
+:func:`~fastpercept.training.losses.objective_terms`. Only the deepest decoder learns; the
+levels below keep the inverting decoders they start from (``--decoders-from``). Each sample
+draws one of ``--views`` views of each painting of ``--paintings``: the whole painting (longest
+side ``--style-size``) or a random ``--view-size`` square of it, so that a few dozen paintings
+give the decoder several hundred sets of statistics.
 """
 
 from __future__ import annotations
@@ -65,7 +67,9 @@ class AnyStyleConfig(RunConfig):
     content_weight: float = ObjectiveWeights.content_weight
     style_weight: float = ObjectiveWeights.style_weight
     tv_weight: float = ObjectiveWeights.tv_weight
-    decoders_from: str | None = None  # an anystyle model whose decoders (by name and shape) start this one
+    # anystyle models whose decoders (by name and shape; a later one's win) start this one; only
+    # a fresh run reads them (a resumed one has its checkpoint), so they may change on --resume
+    decoders_from: tuple[str, ...] = resumable(())
 
     def validate(self) -> None:
         super().validate()
@@ -82,8 +86,9 @@ class AnyStyleConfig(RunConfig):
         if self.loss == "objective":
             if not self.paintings:
                 raise UserError("--loss objective needs --paintings FOLDER")
-            if self.cascade:
-                raise UserError("--loss objective trains one decoder: add --single-level")
+            if self.cascade and self.deepest != "relu1_1" and not self.decoders_from:
+                raise UserError("--loss objective trains the deepest decoder only: give the levels below theirs "
+                                "with --decoders-from MODEL, or add --single-level")
             for name in ("content_weight", "style_weight", "tv_weight"):
                 check_weight(name, getattr(self, name))
             for name in ("view_size", "style_size"):
@@ -102,7 +107,7 @@ class AnyStyleConfig(RunConfig):
     def input_files(self) -> list[Path]:
         from ...models import resolve_model_path
 
-        return [*super().input_files(), *([resolve_model_path(self.decoders_from)] if self.decoders_from else [])]
+        return [*super().input_files(), *(resolve_model_path(m) for m in self.decoders_from)]
 
 
 def reconstruction_losses(net: nn.Module, x: torch.Tensor, feature_weight: float) -> dict[str, torch.Tensor]:
@@ -126,10 +131,11 @@ def reconstruction_losses(net: nn.Module, x: torch.Tensor, feature_weight: float
 @dataclass
 class PaintingViews:
     """The training paintings' views: their Gram matrices per style layer, ``grams[layer]``
-    (V, C, C), and their statistics at the decoder's level for the transform (``moments[v]``)."""
+    (V, C, C), and their statistics at each level of the network for its transform
+    (``moments[v][i]``, levels deepest first)."""
 
     grams: dict[str, torch.Tensor]
-    moments: list[Any]
+    moments: list[list[Any]]
 
 
 def painting_views(files: list[Path], vgg: nn.Module, net: nn.Module, cfg: AnyStyleConfig) -> PaintingViews:
@@ -139,7 +145,7 @@ def painting_views(files: list[Path], vgg: nn.Module, net: nn.Module, cfg: AnySt
     from ...runtime.images import load_image
 
     rng = np.random.default_rng([cfg.seed, 2])
-    layers, level = cfg.objective.style_layers, net.config.deepest
+    layers, config = cfg.objective.style_layers, net.config
     grams: dict[str, list[torch.Tensor]] = {k: [] for k in layers}
     moments = []
     for path in files:
@@ -154,7 +160,8 @@ def painting_views(files: list[Path], vgg: nn.Module, net: nn.Module, cfg: AnySt
             with torch.no_grad():
                 for k, f in vgg(view, layers).items():
                     grams[k].append(gram_matrix(f)[0])
-                moments.append(coloring(net.encode(view, level)[0].float().numpy(), net.config.transform))
+                moments.append([coloring(net.encode(view, lv)[0].float().numpy(), config.level_transform(lv))
+                                for lv in config.levels])
     return PaintingViews({k: torch.stack(g) for k, g in grams.items()}, moments)
 
 
@@ -168,30 +175,39 @@ class WithView:
         return self.crop(img, rng), int(rng.integers(self.views))
 
 
-def stylized_features(net: nn.Module, x: torch.Tensor, views: PaintingViews, view: torch.Tensor) -> torch.Tensor:
-    """The features the decoder gets: ``x``'s (N, 3, H, W) at the net's level with the
-    statistics of the views ``view`` (N,), by the model's transform (NumPy, as at inference)."""
-    from ...runtime.anystyle import whiten_color, whitening
+def stylized(net: nn.Module, x: torch.Tensor, views: PaintingViews, view: torch.Tensor) -> torch.Tensor:
+    """``x`` (N, 3, H, W) in [0, 1], H and W multiples of the net's stride, through every level
+    as at inference, with the statistics of the views ``view`` (N,): (N, 3, H, W). The moments
+    come from the runtime's NumPy code (no gradient, as constants); the affine map is applied
+    here, so gradients reach the decoders through every level below."""
+    from ...runtime.anystyle import color_map, whitening
 
-    level, transform = net.config.deepest, net.config.transform
-    with torch.no_grad():
-        f = net.encode(x, level).float().cpu().numpy()
-    out = [whiten_color(fn, whitening(fn, transform), views.moments[v]) for fn, v in zip(f, view.tolist())]
-    return torch.from_numpy(np.stack(out)).to(x.device, x.dtype)
+    config, outputs = net.config, []
+    for y, v in zip(x.split(1), view.tolist()):
+        for i, level in enumerate(config.levels):
+            f = net.encode(y, level)
+            photo = whitening(f[0].detach().float().cpu().numpy(), config.level_transform(level))
+            a, b = (torch.from_numpy(t).to(f.device, f.dtype) for t in color_map(photo, views.moments[v][i]))
+            m = torch.from_numpy(photo.mean).to(f.device, f.dtype)
+            g = (a @ (f.flatten(2) - m[:, None]) + b[:, None]).view_as(f)
+            y = net.decode(g, level)
+        outputs.append(y)
+    return torch.cat(outputs)
 
 
-def _decoders_from(net: nn.Module, source: str) -> None:
-    """Start ``net``'s decoders from ``source``'s (an anystyle model): every tensor of the same
-    name and shape; UserError if none matches."""
+def _decoders_from(net: nn.Module, sources: tuple[str, ...]) -> None:
+    """Start ``net``'s decoders from ``sources``' (anystyle models, a later one's win): every
+    tensor of the same name and shape; UserError for a source with none."""
     from ...models import load_model
 
-    theirs = load_model(source).net.state_dict()
     ours = {k: v for k, v in net.state_dict().items() if k.startswith("decoders.")}
-    same = {k: theirs[k] for k, v in ours.items() if k in theirs and theirs[k].shape == v.shape}
-    if not same:
-        raise UserError(f"{source}: no decoder of this network's levels ({', '.join(net.config.levels)})")
-    net.load_state_dict(same, strict=False)
-    log.info("%d of %d decoder tensors from %s", len(same), len(ours), source)
+    for source in sources:
+        theirs = load_model(source).net.state_dict()
+        same = {k: theirs[k] for k, v in ours.items() if k in theirs and theirs[k].shape == v.shape}
+        if not same:
+            raise UserError(f"{source}: no decoder of this network's levels ({', '.join(net.config.levels)})")
+        net.load_state_dict(same, strict=False)
+        log.info("%d of %d decoder tensors from %s", len(same), len(ours), source)
 
 
 def setup(cfg: AnyStyleConfig) -> TrainingSetup:
@@ -222,8 +238,8 @@ def setup(cfg: AnyStyleConfig) -> TrainingSetup:
         "vgg_sha256": weights.sha256, "dataset": dataset, **source_reference(cfg.init_from),
     }
     if cfg.decoders_from:
-        ref = source_reference(cfg.decoders_from)
-        card.update({k.replace("init_from", "decoders_from"): v for k, v in ref.items()})
+        refs = [source_reference(m) for m in cfg.decoders_from]
+        card["decoders_from"] = [{k.replace("init_from", "model"): v for k, v in ref.items()} for ref in refs]
     if skipped:
         log.warning("%s: skipped %d image(s) unreadable or smaller than %d px", cfg.data, skipped, cfg.image_size)
     identity = {"data_files": dataset["sha256"]}
@@ -254,12 +270,14 @@ def setup(cfg: AnyStyleConfig) -> TrainingSetup:
                 content_layer=w.content_layer, style_layers=list(w.style_layers),
                 loss_terms=["content", "style", "tv"])
     samples.transform = WithView(samples.random_crop, len(views.moments))
+    for level in model.config.levels[1:]:  # the levels below keep inverting VGG
+        model.decoders[level].requires_grad_(False)
 
     def objective_loss(net: nn.Module, batch: Any) -> dict[str, torch.Tensor]:
         x, view = batch
         with torch.no_grad():
             content = vgg(x, (w.content_layer,))[w.content_layer]
-        y = net.decode(stylized_features(net, x, views, view), net.config.deepest)
+        y = stylized(net, x, views, view)
         return objective_terms(vgg, y, content, {k: g[view] for k, g in views.grams.items()}, w)
 
     return TrainingSetup(model=model, samples=samples, loss=objective_loss, card=card, frozen=[vgg],
@@ -296,8 +314,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--content-weight", type=float, default=None, help=f"default {C.content_weight}")
     p.add_argument("--style-weight", type=float, default=None, help=f"default {C.style_weight}")
     p.add_argument("--tv-weight", type=float, default=None, help=f"default {C.tv_weight}")
-    p.add_argument("--decoders-from", default=None,
-                   help="an anystyle model whose decoders (same level) start this run's")
+    p.add_argument("--decoders-from", nargs="+", default=None, metavar="MODEL",
+                   help="anystyle models whose decoders (same level; a later model's win) start this run's")
     p.add_argument("--vgg-weights", default=None, help=VGG_HELP)
 
 
