@@ -67,10 +67,23 @@ def _model(model: str | os.PathLike | LoadedModel, task: str) -> LoadedModel:
     return loaded
 
 
+@functools.lru_cache(maxsize=4)
+def _decoded_painting(path: str, mtime_ns: int, size: int, style_size: int) -> np.ndarray:
+    """A painting file decoded once per version of it (a folder or a CLI run of many photos
+    reads it once); read-only, since every caller shares it."""
+    rgb = decode_image(path, max_size=style_size).rgb
+    rgb.flags.writeable = False
+    return rgb
+
+
 def _painting(style_image: ImageLike, style_size: int) -> np.ndarray:
     """A painting as (3, H, W) float32 in [0, 1], its longest side at most ``style_size``."""
     if isinstance(style_image, (str, os.PathLike)):
-        return decode_image(style_image, max_size=style_size).rgb
+        try:
+            st = os.stat(style_image)
+        except OSError:  # decode_image says what is wrong, in one line
+            return decode_image(style_image, max_size=style_size).rgb
+        return _decoded_painting(os.fspath(style_image), st.st_mtime_ns, st.st_size, style_size)
     if isinstance(style_image, Image.Image):
         return decode_pil(style_image, style_size).rgb
     if isinstance(style_image, np.ndarray):
