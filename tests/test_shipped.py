@@ -25,8 +25,10 @@ def test_shipped_model_loads_runs_and_has_a_full_card(entry):
     if card["task"] == "style":
         assert {"arch", "norm", "content_weight", "style_weight", "tv_weight", "style_image", "style_layers",
                 "vgg_sha256"} <= set(card)
-    elif card["task"] == "anystyle":  # no paintings in training: decoders of VGG-16's features
-        assert {"deepest", "image_size", "feature_weight", "vgg_sha256"} <= set(card)
+    elif card["task"] == "anystyle":  # decoders of VGG-16's features, the deepest trained with paintings
+        assert {"deepest", "transform", "cascade", "image_size", "loss", "vgg_sha256"} <= set(card)
+        if card["loss"] == "objective":
+            assert {"paintings", "style_weight", "decoders_from"} <= set(card)
         y = fastpercept.stylize(torch.rand(1, 3, 19, 26), entry["name"], style_image=np.zeros((8, 8, 3), np.uint8))
         assert y.shape == (1, 3, 19, 26)
         return
