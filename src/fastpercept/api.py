@@ -255,7 +255,7 @@ def stylize(image: ImageLike, model: str | os.PathLike | LoadedModel | None = No
             its former name. A multi-style model takes ``MODEL@style`` or ``MODEL@a:0.7,b:0.3``.
             With ``style_image``: the any-painting model (default: the shipped ``anystyle``).
         style_image: a painting (path, PIL image or array) whose style is taken without training
-            (universal style transfer, :mod:`fastpercept.runtime.anystyle`); its statistics are
+            (AdaIN and universal style transfer, :mod:`fastpercept.runtime.anystyle`); its statistics are
             computed once and reused for every image, tile and frame.
         style_size: the painting's longest side as it is read (px; never enlarged): larger
             paints finer strokes.

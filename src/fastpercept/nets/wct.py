@@ -4,9 +4,9 @@ The encoder is ImageNet VGG-16 up to a ``relu{k}_1`` (torchvision's ``features``
 loss network's weights load as they are; zero padding, as VGG was trained); it is frozen. Each
 decoder mirrors the encoder to its level (3x3 convolutions with reflection padding, nearest x2
 upsampling where VGG pools, no ReLU after the last convolution) and is trained to invert it:
-``decode(encode(x, L), L) ~ x``. Nothing in either ever sees a painting; the style enters at
-inference, as the whitening and colouring transform between the two
-(:mod:`fastpercept.runtime.anystyle`).
+``decode(encode(x, L), L) ~ x`` — or, for the deepest level of an AdaIN model, trained on the
+paper's objective with paintings (:mod:`fastpercept.training.tasks.anystyle`). The style enters
+at inference, as the transform between the two (:mod:`fastpercept.runtime.anystyle`).
 """
 
 from __future__ import annotations
