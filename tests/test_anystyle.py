@@ -224,6 +224,8 @@ def test_objective_training_on_paintings(painter, vgg, tmp_path, capsys):
     assert card["paintings"]["files"] == 2 and card["decoders_from"][0]["model"] == painter.name
     assert len(card["decoders_from"][0]["model_sha256"]) == 64 and model.config.levels == ("relu2_1", "relu1_1")
     assert set(model.weights) == set(source)
+    # The history is the last source's (an untrained test model: a card without stages).
+    assert len(card["stages"]) == 2 and card["stages"][-1]["iterations"] == 3 and card["iterations"] == 3
     decoders = {k: v for k, v in model.weights.items() if k.startswith("decoders.")}  # the encoder is VGG's
     assert len(decoders) == 8
     for key, value in decoders.items():  # fp16 in the file: the kept tensors within its rounding

@@ -271,8 +271,9 @@ ARCHITECTURES: dict[str, Architecture] = {
                        # Model files written before these keys existed hold the paper's SR network.
                        legacy_arch={"upsample": "deconv", "skip": "none"}),
     "anystyle": Architecture(WCTConfig, lambda card: "any painting as the style ("
-                             + f"{str(card.get('transform', 'wct')).upper()} "
-                             + ("to " if card.get("cascade", True) else "at ") + f"{card.get('deepest')})"),
+                             + {"adain": "AdaIN"}.get(card.get("transform"), "WCT") + f" at {card.get('deepest')}"
+                             + (", WCT below" if card.get("cascade", True) and card.get("deepest") != "relu1_1"
+                                else "") + ")"),
     "multistyle": Architecture(MultiStyleNetConfig, lambda card: ", ".join(card.get("style_names", [])),
                                required_keys=("styles", "style_names")),
 }

@@ -231,6 +231,12 @@ def setup(cfg: AnyStyleConfig) -> TrainingSetup:
         return net
 
     model, init_card = initial_model(cfg, "anystyle", fresh)  # an --init-from model's levels win
+    if init_card is None and cfg.decoders_from:
+        # The card's history is the last source's, whose deepest decoder this run continues
+        # (iterations and seconds count its runs too; ``decoders_from`` names every source).
+        from ...models import read_card, resolve_model_path
+
+        init_card = read_card(resolve_model_path(cfg.decoders_from[-1]))
     model.encoder.requires_grad_(False)
     dataset = dataset_record(cfg.data, files)
     card: dict[str, Any] = {
