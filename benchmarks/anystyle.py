@@ -26,23 +26,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from common import cpu_name, median_seconds  # benchmarks/common.py (scripts run from this folder)
 from PIL import Image
 
 import fastpercept
+from fastpercept.runtime.images import load_image
 from fastpercept.training.data import center_crop
 from fastpercept.training.losses import ObjectiveWeights, StyleObjective
 from fastpercept.training.metrics import count_blobs
 from fastpercept.training.optimize import optimize_image
 from fastpercept.training.vgg import VGG16Features
-from fastpercept.runtime.images import load_image
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 # Paintings of every kind: flat colour fields (mondrian, composition_vii), fine brushwork
@@ -57,16 +56,6 @@ def find(name: str, folders: tuple[str, ...]) -> Path:
         for path in sorted((DATA / folder).glob(f"{name}.*")):
             return path
     raise SystemExit(f"{name}: not found in {', '.join(folders)} under {DATA}")
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def score(objective: StyleObjective, image: torch.Tensor, content_feat: torch.Tensor) -> dict[str, float]:
@@ -168,15 +157,6 @@ def main(argv: list[str] | None = None) -> int:
     if a.json:
         a.json.write_text(json.dumps({"rows": rows, "times": times, "cpu": cpu_name()}, indent=2))
     return 0
-
-
-def median_seconds(call, repeats: int = 3) -> float:
-    seconds = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        call()
-        seconds.append(time.perf_counter() - t)
-    return statistics.median(seconds)
 
 
 def painting_thumb(painting: torch.Tensor, size: int) -> torch.Tensor:

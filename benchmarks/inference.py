@@ -21,32 +21,21 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import platform
 import statistics
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
+from common import cpu_name  # benchmarks/common.py (scripts run from this folder)
 
-from fastpercept.runtime.device import wall_clock
-from fastpercept.runtime.images import decode_image
 from fastpercept.models import load_model
 from fastpercept.runtime.backends import BACKENDS, backend_available, make_runner, resolve_device
+from fastpercept.runtime.device import wall_clock
+from fastpercept.runtime.images import decode_image
 from fastpercept.runtime.torch_runner import TorchRunner
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "src" / "fastpercept" / "assets" / "example.jpg"
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def machine(device: torch.device) -> dict:

@@ -18,32 +18,22 @@ import argparse
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from common import median_seconds  # benchmarks/common.py (scripts run from this folder)
 
-from fastpercept.training.data import center_crop
-from fastpercept.training.eval_style import objective_from_card
-from fastpercept.runtime.images import load_image
-from fastpercept.runtime.listing import list_images
 from fastpercept.models import load_model
 from fastpercept.runtime.backends import openvino_bf16
+from fastpercept.runtime.images import load_image
+from fastpercept.runtime.listing import list_images
+from fastpercept.training.data import center_crop
+from fastpercept.training.eval_style import objective_from_card
 from fastpercept.training.vgg import VGG16Features
 from fastpercept.training.weights import resolve_vgg16
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-def timed(fn, reps: int = 3) -> float:
-    fn()
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -87,7 +77,7 @@ def main() -> None:
     x = center_crop(load_image(SHARED / "content" / "chicago.jpg").rgb, a.size)
     with torch.inference_mode():
         reference = net(x).numpy()
-    eager = timed(lambda: net(x))
+    eager = median_seconds(lambda: net(x), warmup=True)
     vgg = VGG16Features(resolve_vgg16())
     objective = objective_from_card(model.card, vgg, style)
     photos = [load_image(f, max_size=256).rgb for f in list_images([a.heldout])[: a.heldout_count]]
@@ -105,7 +95,7 @@ def main() -> None:
     rows = {"fp32 eager": {"ms": 1000 * eager, "psnr_db": float("inf"), "objective": fp32_objective}}
     for name, cm in compiled.items():
         run = (lambda c: lambda t: c([t.numpy()])[c.outputs[0]])(cm)
-        seconds = timed(lambda: run(x))
+        seconds = median_seconds(lambda: run(x), warmup=True)
         rows[name] = {"ms": 1000 * seconds, "speedup": eager / seconds, "psnr_db": psnr(run(x), reference),
                       "objective": mean_objective(run)}
         rows[name]["objective_vs_fp32"] = rows[name]["objective"] / fp32_objective - 1

@@ -13,31 +13,17 @@ interpreters of the installs to compare (the small install without PyTorch, the 
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
+from common import cpu_name  # benchmarks/common.py (scripts run from this folder)
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "src" / "fastpercept" / "assets" / "example.jpg"
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                flags = next(x for x in Path("/proc/cpuinfo").read_text().splitlines() if x.startswith("flags"))
-                kind = "AMX" if "amx_bf16" in flags else "AVX512-BF16" if "avx512_bf16" in flags else \
-                    "AVX512" if "avx512f" in flags else "AVX2"
-                return f"{name} ({kind})"
-    except (OSError, StopIteration):
-        pass
-    return platform.processor() or platform.machine()
 
 
 def wall(cmd: list[str]) -> float:
