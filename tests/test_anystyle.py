@@ -148,9 +148,13 @@ def test_cli_style_image(painter, tmp_path, capsys):
     for i in range(2):
         Image.fromarray(_image(i, 40, 48)).save(folder / f"p{i}.png")
     Image.fromarray(_image(5, 64, 64)).save(tmp_path / "monet.png")
+    from fastpercept.api import _decoded_painting
+
+    misses = _decoded_painting.cache_info().misses
     assert main(["stylize", str(folder), "--style-image", str(tmp_path / "monet.png"), "--style", str(painter),
                  "-o", str(tmp_path / "out")]) == 0
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["p0.png", "p1.png"]
+    assert _decoded_painting.cache_info().misses == misses + 1  # the check and two photos: decoded once
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
     assert main(["stylize", str(folder / "p0.png"), "--style-image", str(tmp_path / "broken.jpg"), "--style",
                  str(painter), "-o", str(tmp_path / "x.png")]) == 2

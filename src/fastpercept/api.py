@@ -76,8 +76,9 @@ def _decoded_painting(path: str, mtime_ns: int, size: int, style_size: int) -> n
     return rgb
 
 
-def _painting(style_image: ImageLike, style_size: int) -> np.ndarray:
-    """A painting as (3, H, W) float32 in [0, 1], its longest side at most ``style_size``."""
+def read_painting(style_image: ImageLike, style_size: int) -> np.ndarray:
+    """A painting as (3, H, W) float32 in [0, 1], its longest side at most ``style_size``; a file
+    is decoded once per version of it (read-only array). UserError for one that cannot be read."""
     if isinstance(style_image, (str, os.PathLike)):
         try:
             st = os.stat(style_image)
@@ -287,7 +288,7 @@ def stylize(image: ImageLike, model: str | os.PathLike | LoadedModel | None = No
         loaded = _model(chosen if chosen is not None else DEFAULT_ANYSTYLE, "anystyle")
         if output is not None and isinstance(style_image, (str, os.PathLike)):
             refuse_overwriting_inputs(output, [style_image])
-        runner = loaded.runner(backend, device, precision).with_painting(_painting(style_image, style_size))
+        runner = loaded.runner(backend, device, precision).with_painting(read_painting(style_image, style_size))
     else:
         loaded = _model(chosen if chosen is not None else DEFAULT_STYLE, "style")
 

@@ -289,11 +289,13 @@ def cmd_stylize(a: argparse.Namespace) -> int:
         raise UserError(f"{style}: a super-resolution model, not a style model; upscale with it, or see "
                         "`fastpercept models`")
     if painting:
-        from ..runtime.images import decode_image
+        from ..api import read_painting
 
         if task != "anystyle":
             raise UserError(f"--style-image takes an any-painting model as --style, not {style} (a {task} model)")
-        decode_image(painting, max_size=a.style_size)  # a painting that cannot be read: one line, nothing written
+        # A painting that cannot be read: one line, nothing written. The decoded painting is
+        # cached, so the inputs' calls below do not decode it again.
+        read_painting(painting, a.style_size)
     elif task == "anystyle":
         raise UserError(f"{style}: an any-painting model; give the painting as --style-image PAINTING")
 

@@ -70,9 +70,10 @@ def feature_moments(f: np.ndarray, transform: str = "wct") -> tuple[np.ndarray, 
     return mean, cov
 
 
-def _eigen_power(cov: np.ndarray, power: float) -> np.ndarray:
-    """``E diag(lambda^power) E^T`` of a symmetric positive definite matrix."""
-    if not np.any(cov - np.diag(np.diagonal(cov))):  # diagonal (AdaIN): no decomposition needed
+def _eigen_power(cov: np.ndarray, power: float, transform: str) -> np.ndarray:
+    """``E diag(lambda^power) E^T`` of a symmetric positive definite matrix (diagonal for AdaIN:
+    no decomposition needed)."""
+    if transform == "adain":
         return np.diag(np.clip(np.diagonal(cov), 1e-8, None) ** power)
     values, vectors = np.linalg.eigh(cov)
     return (vectors * np.clip(values, 1e-8, None) ** power) @ vectors.T
@@ -81,13 +82,13 @@ def _eigen_power(cov: np.ndarray, power: float) -> np.ndarray:
 def whitening(f: np.ndarray, transform: str = "wct") -> Moments:
     """The photo's side: mean and ``W = E D^-1/2 E^T`` of features ``f`` (C, H, W)."""
     mean, cov = feature_moments(f, transform)
-    return Moments(mean, _eigen_power(cov, -0.5))
+    return Moments(mean, _eigen_power(cov, -0.5, transform))
 
 
 def coloring(f: np.ndarray, transform: str = "wct") -> Moments:
     """The painting's side: mean and ``C = E D^1/2 E^T`` of features ``f`` (C, H, W)."""
     mean, cov = feature_moments(f, transform)
-    return Moments(mean, _eigen_power(cov, 0.5))
+    return Moments(mean, _eigen_power(cov, 0.5, transform))
 
 
 def color_map(photo: Moments, painting: Moments, strength: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
